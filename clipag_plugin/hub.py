@@ -1,0 +1,181 @@
+"""Downloads: Hugging Face Hub repositories and plain URLs, verified and cached.
+
+Nothing here builds a model; functions return paths of verified files on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional
+
+from .registry import HubFiles, UrlFile
+
+__all__ = [
+    "OfflineError",
+    "ChecksumError",
+    "cache_root",
+    "is_offline",
+    "fetch_hub_folder",
+    "fetch_url_file",
+    "sha256_of",
+]
+
+
+class OfflineError(FileNotFoundError):
+    """A file is not cached and cannot be downloaded (offline mode or no network)."""
+
+
+class ChecksumError(OSError):
+    """A downloaded file does not match its recorded size or sha256."""
+
+
+def cache_root(download_root: Optional[str | os.PathLike] = None) -> Path:
+    """Where plain-URL downloads and converted weights live.
+
+    ``download_root`` wins, then ``$CLIPAG_CACHE``, then ``$XDG_CACHE_HOME/clipag``
+    (``~/.cache/clipag``).
+    """
+    if download_root is not None:
+        return Path(download_root).expanduser()
+    if os.environ.get("CLIPAG_CACHE"):
+        return Path(os.environ["CLIPAG_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "clipag"
+
+
+def is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (as huggingface_hub reads it) or ``CLIPAG_OFFLINE`` is set."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("CLIPAG_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    return bool(constants.HF_HUB_OFFLINE) or flag
+
+
+def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_hub_folder(
+    src: HubFiles, name: str, cache_dir: Optional[str | os.PathLike] = None, progress: bool = True
+) -> Path:
+    """Download (or find in the cache) an open_clip-layout repo; return the snapshot folder.
+
+    Only the config and the one weights file are fetched. ``cache_dir`` defaults to the
+    Hugging Face cache (``HF_HUB_CACHE``), so tokens, mirrors and offline mode behave as
+    everywhere else in the Hub ecosystem.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    paths = []
+    for filename in (src.config_filename, src.weights_filename):
+        try:
+            paths.append(
+                hf_hub_download(
+                    src.repo_id,
+                    filename,
+                    revision=src.revision,
+                    cache_dir=None if cache_dir is None else str(cache_dir),
+                    local_files_only=is_offline(),
+                )
+            )
+        except LocalEntryNotFoundError as err:
+            raise OfflineError(
+                f"Model {name!r}: file {filename!r} of Hugging Face repo {src.repo_id!r} "
+                f"(revision {src.revision!r}) is not in the cache and cannot be downloaded "
+                f"(offline mode, or no network). Fetch it ahead of time on a connected machine with "
+                f"`clipag download {name}` (or `hf download {src.repo_id} {filename}`), "
+                f"then copy the cache folder over."
+            ) from err
+    folder = Path(paths[0]).parent
+    if Path(paths[1]).parent != folder:  # both files resolve into the same snapshot normally
+        raise OSError(f"Model {name!r}: config and weights of {src.repo_id!r} resolved to different snapshots")
+    return folder
+
+
+Transport = Callable[[str, Path, Optional[int], bool], None]
+
+
+def _http_stream(url: str, dest: Path, expected_size: Optional[int], progress: bool) -> None:
+    """Stream ``url`` into ``dest`` with a progress bar."""
+    from tqdm.auto import tqdm
+
+    request = urllib.request.Request(url, headers={"User-Agent": "clipag-plugin"})
+    with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or expected_size
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _verify(path: Path, src: UrlFile) -> Optional[str]:
+    """Return why ``path`` fails verification, or None when it passes."""
+    size = path.stat().st_size
+    if size != src.size_bytes:
+        return f"size {size:,} bytes, expected {src.size_bytes:,}"
+    if src.sha256 is not None:
+        digest = sha256_of(path)
+        if digest != src.sha256:
+            return f"sha256 {digest}, expected {src.sha256}"
+    return None
+
+
+def fetch_url_file(
+    src: UrlFile,
+    name: str,
+    download_root: Optional[str | os.PathLike] = None,
+    progress: bool = True,
+    transport: Optional[Transport] = None,
+) -> Path:
+    """Download ``src`` into the cache once, verified; return its path.
+
+    A cached file that fails verification is downloaded again once; a download that fails
+    verification is deleted and raises :class:`ChecksumError`. When the record has no sha256
+    yet, only the size is verified (see ``docs/models.md``).
+    """
+    transport = transport or _http_stream
+    folder = cache_root(download_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / src.filename
+    if target.is_file():
+        problem = _verify(target, src)
+        if problem is None:
+            return target
+        target.unlink()  # a bad cached file is never kept; fall through to one fresh download
+    if is_offline():
+        raise OfflineError(
+            f"Model {name!r}: {src.filename} is not in the cache ({folder}) and offline mode is on. "
+            f"Run `clipag download {name}` on a connected machine (or put the file from {src.url} "
+            f"into {folder}, or pass download_root=)."
+        )
+    partial = target.with_name(target.name + ".part")
+    try:
+        transport(src.url, partial, src.size_bytes, progress)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise OfflineError(
+            f"Model {name!r}: could not download {src.url} ({err}). Check the network, or place "
+            f"{src.filename} into {folder} by hand."
+        ) from err
+    problem = _verify(partial, src)
+    if problem is not None:
+        partial.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"Model {name!r}: the download of {src.url} is corrupt or truncated ({problem}); it was "
+            f"deleted. Try again; if it persists, the file on the server changed."
+        )
+    shutil.move(str(partial), target)
+    return target

@@ -1,0 +1,230 @@
+"""``load``: a name, repo or path -> ``(model, preprocess)``, as OpenAI's ``clip.load``."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from . import checkpoint, hub
+from .model import ClipagModel
+from .preprocess import OPENAI_MEAN, OPENAI_STD, build_preprocess
+from .registry import REGISTRY, HubFiles, ModelEntry, PackagedFiles, UrlFile, get_entry
+
+__all__ = ["load", "available_models", "default_device", "resolve_files", "ResolvedFiles"]
+
+CONFIG_NAME = "open_clip_config.json"
+_WEIGHT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+    "pytorch_model.bin",
+)
+
+
+def available_models() -> list[str]:
+    """Names ``load`` accepts (besides ``hf-hub:org/repo`` and local paths)."""
+    return list(REGISTRY)
+
+
+def default_device() -> str:
+    """cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@dataclass(frozen=True)
+class ResolvedFiles:
+    """Where a model's files are on disk, once fetched and verified."""
+
+    weights: Path
+    # open_clip architecture name, or a full open_clip ``model_cfg`` dict.
+    architecture: Union[str, dict]
+    preprocess_cfg: dict = field(default_factory=dict)
+
+
+def _read_config(path: Path) -> tuple[dict, dict]:
+    try:
+        config = json.loads(path.read_text())
+        return config["model_cfg"], config.get("preprocess_cfg", {})
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not a valid open_clip config (needs a 'model_cfg' object): {err}") from err
+
+
+def _folder_files(folder: Path, label: str) -> ResolvedFiles:
+    config = folder / CONFIG_NAME
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{label}: folder {folder} has no {CONFIG_NAME}; expected open_clip layout "
+            f"({CONFIG_NAME} + one of {', '.join(_WEIGHT_NAMES)})"
+        )
+    weights = next((folder / n for n in _WEIGHT_NAMES if (folder / n).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{label}: folder {folder} has no weights file (one of {', '.join(_WEIGHT_NAMES)})")
+    model_cfg, preprocess_cfg = _read_config(config)
+    return ResolvedFiles(weights, model_cfg, preprocess_cfg)
+
+
+def _url_files(entry: ModelEntry, src: UrlFile, download_root: Optional[str]) -> ResolvedFiles:
+    """Download the raw checkpoint once, convert it to safetensors once, reuse that afterwards."""
+    converted = hub.cache_root(download_root) / (Path(src.filename).stem + ".safetensors")
+    if not converted.is_file():
+        raw = hub.fetch_url_file(src, entry.name, download_root)
+        state = checkpoint.convert_clipag_checkpoint(checkpoint.read_checkpoint(raw))
+        checkpoint.save_state_dict(state, converted)
+    return ResolvedFiles(converted, src.architecture)
+
+
+def _packaged_folder(src: PackagedFiles) -> Path:
+    return Path(str(resources.files("clipag_plugin") / "mini" / "weights" / src.folder))
+
+
+def resolve_files(name: str, download_root: Optional[str] = None) -> ResolvedFiles:
+    """Fetch (or find) and verify the files behind ``name``; build nothing."""
+    if name.startswith("hf-hub:"):
+        repo, _, revision = name[len("hf-hub:") :].partition("@")
+        if repo.count("/") != 1:
+            raise ValueError(f"{name!r}: expected 'hf-hub:org/repo' (optionally '@revision')")
+        src = HubFiles(repo_id=repo, revision=revision or "main")
+        return _hub_files(name, src, download_root)
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        return _folder_files(path, name)
+    if path.is_file():
+        sidecar = path.parent / CONFIG_NAME
+        if sidecar.is_file():
+            model_cfg, preprocess_cfg = _read_config(sidecar)
+            return ResolvedFiles(path, model_cfg, preprocess_cfg)
+        return ResolvedFiles(path, "")  # architecture inferred from the weights' shapes
+    entry = get_entry(name)
+    src = entry.source
+    if isinstance(src, HubFiles):
+        return _hub_files(name, src, download_root)
+    if isinstance(src, UrlFile):
+        return _url_files(entry, src, download_root)
+    folder = _packaged_folder(src)
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"Model {name!r} ships inside the package, but {folder} is missing; reinstall clipag-plugin, "
+            f"or rebuild it with `python -m clipag_plugin.mini.build` (see docs/mini-world.md)."
+        )
+    files = _folder_files(folder, name)
+    if src.weights_sha256 and hub.sha256_of(files.weights) != src.weights_sha256:
+        raise hub.ChecksumError(f"Model {name!r}: shipped weights {files.weights} do not match the registry sha256")
+    return files
+
+
+def _hub_files(name: str, src: HubFiles, download_root: Optional[str]) -> ResolvedFiles:
+    try:
+        folder = hub.fetch_hub_folder(src, name, cache_dir=download_root)
+    except hub.OfflineError:
+        raise
+    except Exception as err:  # huggingface_hub raises many types; name the input either way
+        if src.weights_filename == "open_clip_model.safetensors":
+            # repos made by older open_clip versions only hold the .bin
+            fallback = HubFiles(src.repo_id, "open_clip_pytorch_model.bin", src.config_filename, src.revision)
+            try:
+                folder = hub.fetch_hub_folder(fallback, name, cache_dir=download_root)
+            except Exception:
+                raise OSError(f"Model {name!r}: could not fetch {src.repo_id!r} from the Hub: {err}") from err
+        else:
+            raise OSError(f"Model {name!r}: could not fetch {src.repo_id!r} from the Hub: {err}") from err
+    return _folder_files(folder, name)
+
+
+def infer_vit_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """open_clip ``model_cfg`` of a ViT CLIP state dict, read off its tensor shapes."""
+    if "visual.conv1.weight" not in state or "visual.positional_embedding" not in state:
+        raise ValueError(
+            "cannot infer the architecture of this checkpoint (not an open_clip ViT state dict); put an "
+            f"{CONFIG_NAME} (open_clip format) beside the file"
+        )
+    width, _, patch, _ = state["visual.conv1.weight"].shape
+    grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    v_layers = len({k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")})
+    t_layers = len({k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")})
+    t_width = state["ln_final.weight"].shape[0]
+    return {
+        "embed_dim": int(state["text_projection"].shape[1]),
+        "vision_cfg": {"image_size": int(grid * patch), "layers": v_layers, "width": int(width),
+                       "patch_size": int(patch), "head_width": 64},
+        "text_cfg": {"context_length": int(state["positional_embedding"].shape[0]),
+                     "vocab_size": int(state["token_embedding.weight"].shape[0]),
+                     "width": int(t_width), "heads": max(1, int(t_width) // 64), "layers": t_layers},
+    }
+
+
+def build_model(files: ResolvedFiles, name: str) -> tuple[torch.nn.Module, int, dict]:
+    """Instantiate the open_clip model and load the weights strictly; return (model, size, preprocess_cfg)."""
+    import open_clip
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    state = checkpoint.read_state_dict(files.weights)
+    arch = files.architecture or infer_vit_config(state)
+    if isinstance(arch, str):
+        model = open_clip.create_model(arch, pretrained=None, load_weights=False)
+    else:
+        cfg = dict(arch)
+        custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+        model = (CustomTextCLIP if custom else CLIP)(**cfg)
+    if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(
+            f"Model {name!r}: weights in {files.weights} do not fit the architecture "
+            f"({len(missing)} missing keys, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
+    size = model.visual.image_size
+    return model.eval(), (size[0] if isinstance(size, (tuple, list)) else size), files.preprocess_cfg
+
+
+def load(
+    name: str,
+    device: Union[str, torch.device, None] = None,
+    jit: bool = False,
+    download_root: Optional[str] = None,
+):
+    """Load a robust CLIP; returns ``(model, preprocess)`` exactly as OpenAI's ``clip.load``.
+
+    Args:
+        name: a name from :func:`available_models`, ``"hf-hub:org/repo"`` (open_clip layout,
+            optionally ``@revision``), or a local path (safetensors file, open_clip checkpoint,
+            or a folder in open_clip layout).
+        device: where to put the model; ``None`` picks cuda, then mps, then cpu. On CUDA the
+            weights are fp16 (as OpenAI's), elsewhere fp32.
+        jit: accepted for compatibility only. TorchScript archives can run arbitrary code, so
+            the eager model is returned (with a warning).
+        download_root: cache folder for downloads (default: the Hugging Face cache for Hub
+            models, ``~/.cache/clipag`` for others).
+    """
+    if jit:
+        warnings.warn(
+            "clipag.load(jit=True): TorchScript loading is not supported (it can execute arbitrary code); "
+            "returning the eager model, which has the same API.",
+            stacklevel=2,
+        )
+    device = torch.device(device if device is not None else default_device())
+    files = resolve_files(name, download_root)
+    inner, size, preprocess_cfg = build_model(files, name)
+    mean = tuple(preprocess_cfg.get("mean", OPENAI_MEAN))
+    std = tuple(preprocess_cfg.get("std", OPENAI_STD))
+    model = ClipagModel(inner, size, mean, std, name=name).to(device)
+    if device.type == "cuda":
+        from open_clip.model import convert_weights_to_lp
+
+        convert_weights_to_lp(model.inner, dtype=torch.float16)
+    return model.eval(), build_preprocess(size, preprocess_cfg)

@@ -1,0 +1,48 @@
+"""``tokenize`` with OpenAI's semantics, on open_clip's byte-pair encoder (same vocabulary)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import List, Union
+
+import torch
+
+__all__ = ["tokenize", "ContextLengthError"]
+
+
+class ContextLengthError(ValueError, RuntimeError):
+    """Text longer than the context length (a ``RuntimeError`` too, as OpenAI's code raises)."""
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
+def tokenize(texts: Union[str, List[str]], context_length: int = 77, truncate: bool = False) -> torch.IntTensor:
+    """Token ids of ``texts`` as a ``(N, context_length)`` int32 tensor, like OpenAI's ``clip.tokenize``.
+
+    Raises :class:`ContextLengthError` for a text that does not fit, unless ``truncate=True``
+    (then the text is cut and still ends with the end-of-text token).
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    if context_length < 2:
+        raise ValueError(f"context_length={context_length} leaves no room for start and end tokens; use >= 2")
+    tok = _tokenizer()
+    sot, eot = tok.sot_token_id, tok.eot_token_id
+    result = torch.zeros(len(texts), context_length, dtype=torch.int)
+    for i, text in enumerate(texts):
+        tokens = [sot] + tok.encode(text) + [eot]
+        if len(tokens) > context_length:
+            if not truncate:
+                raise ContextLengthError(
+                    f"Input {text[:60]!r}{'...' if len(text) > 60 else ''} is {len(tokens)} tokens long, more "
+                    f"than the context length {context_length}. Shorten it or pass truncate=True."
+                )
+            tokens = tokens[:context_length]
+            tokens[-1] = eot
+        result[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.int)
+    return result
