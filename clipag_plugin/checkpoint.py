@@ -57,6 +57,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     containers and numpy scalars, and :class:`CorruptCheckpointError` for an unreadable file.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -77,7 +79,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
                 f"{message.splitlines()[0]}. If you trust the file, convert it yourself to safetensors."
             ) from err
         raise CorruptCheckpointError(f"{path}: not a readable checkpoint ({message.splitlines()[0]})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise CorruptCheckpointError(
             f"{path}: truncated or corrupt checkpoint ({str(err).splitlines()[0]}). Delete it and download again."
         ) from err

@@ -17,7 +17,7 @@ from .model import ClipagModel
 from .preprocess import OPENAI_MEAN, OPENAI_STD, build_preprocess
 from .registry import REGISTRY, HubFiles, ModelEntry, PackagedFiles, UrlFile, get_entry
 
-__all__ = ["load", "available_models", "default_device", "resolve_files", "ResolvedFiles"]
+__all__ = ["load", "load_or_fallback", "available_models", "default_device", "resolve_files", "ResolvedFiles"]
 
 CONFIG_NAME = "open_clip_config.json"
 _WEIGHT_NAMES = (
@@ -228,3 +228,29 @@ def load(
 
         convert_weights_to_lp(model.inner, dtype=torch.float16)
     return model.eval(), build_preprocess(size, preprocess_cfg)
+
+
+def load_or_fallback(
+    name: str,
+    device: Union[str, torch.device, None] = None,
+    fallback: Optional[str] = "mini",
+    download_root: Optional[str] = None,
+):
+    """``load(name)``, or the embedded ``fallback`` model when ``name``'s weights are neither
+    cached nor reachable (offline machine, no network). Says which one it used.
+
+    Returns ``(model, preprocess, used_name)``. Unknown names still raise ``KeyError``.
+    """
+    try:
+        model, preprocess = load(name, device=device, download_root=download_root)
+        return model, preprocess, name
+    except OSError as err:
+        if fallback is None or fallback == name:
+            raise
+        warnings.warn(
+            f"clipag: model {name!r} is not available offline ({str(err).splitlines()[0][:200]}); "
+            f"using the embedded {fallback!r} model instead.",
+            stacklevel=2,
+        )
+        model, preprocess = load(fallback, device=device)
+        return model, preprocess, fallback

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from torchvision.transforms import Compose
+if TYPE_CHECKING:  # torchvision is imported on first use only
+    from torchvision.transforms import Compose
 
 __all__ = ["OPENAI_MEAN", "OPENAI_STD", "build_preprocess"]
 
@@ -12,7 +13,7 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def build_preprocess(image_size: int, cfg: Optional[Mapping[str, Any]] = None) -> Compose:
+def build_preprocess(image_size: int, cfg: Optional[Mapping[str, Any]] = None) -> "Compose":
     """Resize (bicubic, shortest side), center-crop, RGB, to tensor, normalize.
 
     ``cfg`` is an open_clip ``preprocess_cfg`` (mean, std, interpolation, resize_mode); missing

@@ -1,0 +1,165 @@
+"""Measuring the PAG effect in the mini world: retrieval under attack, synthesis, judging.
+
+Synthesis here is the minimal generator-free recipe (pixels optimized to match a prompt's text
+feature), kept small and explicit so the measurement does not hide behind options:
+
+* init: a caption-agnostic 16x16 Gaussian fitted to renders of all 600 captions, shrunk
+  towards its mean (:func:`fit_init`, :func:`sample_init`);
+* steps: AdamW on the pixels, gradient-norm clip, maximize cosine to the prompt;
+* optional augmentation per step (random shift of up to ``shift`` px and Gaussian noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import world
+from .pretrain import normalize, text_features
+
+__all__ = [
+    "InitGaussian",
+    "fit_init",
+    "sample_init",
+    "SynthConfig",
+    "synthesize",
+    "attacked_retrieval",
+    "seeded_prompts",
+]
+
+
+@dataclass(frozen=True)
+class InitGaussian:
+    """A full-covariance Gaussian over ``res x res`` RGB images (flattened)."""
+
+    mean: torch.Tensor  # (3*res*res,)
+    chol: torch.Tensor  # (3*res*res, 3*res*res) lower-triangular
+    res: int
+
+
+def fit_init(n: int = 3000, res: int = 16, seed: int = 0) -> InitGaussian:
+    """Fit the init Gaussian on clean renders of uniformly drawn captions (no caption used later)."""
+    g = torch.Generator().manual_seed(seed)
+    x = world.render(world.sample_scenes(n, g, world.CLEAN))
+    x = F.interpolate(x, size=(res, res), mode="area").flatten(1).double()
+    mean = x.mean(0)
+    cov = torch.cov(x.t()) + 1e-4 * torch.eye(x.shape[1], dtype=torch.float64)
+    return InitGaussian(mean.float(), torch.linalg.cholesky(cov).float(), res)
+
+
+def sample_init(gauss: InitGaussian, n: int, generator: torch.Generator, shrink: float = 0.35) -> torch.Tensor:
+    """``n`` init images (n, 3, 64, 64) in [0, 1]: ``mean + shrink * L z``, upsampled bicubically."""
+    z = torch.randn(n, gauss.mean.numel(), generator=generator)
+    x = gauss.mean + shrink * z @ gauss.chol.t()
+    x = x.view(n, 3, gauss.res, gauss.res)
+    return F.interpolate(x, size=(world.SIZE, world.SIZE), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of the pixel optimization."""
+
+    steps: int = 200
+    lr: float = 0.02
+    grad_clip: float = 1.0
+    augment: bool = False
+    shift: int = 4
+    noise: float = 0.02
+    blur: float = 0.0  # sigma (px) of a Gaussian blur applied to the pixels before the model
+    tv: float = 0.0  # weight of a total-variation penalty
+    shrink: float = 0.35
+    seed: int = 0
+
+
+def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(2.5 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels, per image summed over the batch."""
+    return ((x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))).sum()
+
+
+def synthesize(
+    model: torch.nn.Module,
+    prompts: Sequence[str],
+    init: torch.Tensor,
+    cfg: SynthConfig = SynthConfig(),
+) -> torch.Tensor:
+    """Images that maximize cosine to each prompt's text feature, starting from ``init``.
+
+    ``model`` is an open_clip CLIP or a :class:`~clipag_plugin.model.ClipagModel` (its
+    ``encode_image`` takes normalized images, its ``encode_text`` tokens).
+    """
+    from ..tokenizer import tokenize
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    with torch.no_grad():
+        target = F.normalize(model.encode_text(tokenize(list(prompts))), dim=-1)
+    pixels = init.clone().requires_grad_(True)
+    opt = torch.optim.AdamW([pixels], lr=cfg.lr, weight_decay=0.0)
+    for _ in range(cfg.steps):
+        x = pixels.clamp(0, 1)
+        view = _blur(x, cfg.blur) if cfg.blur > 0 else x
+        if cfg.augment:  # one random shift for the batch plus per-pixel noise
+            dx, dy = (int(v) for v in torch.randint(-cfg.shift, cfg.shift + 1, (2,), generator=g))
+            view = _shift(view, dx, dy) + cfg.noise * torch.randn(view.shape, generator=g)
+        feats = F.normalize(model.encode_image(normalize(view)), dim=-1)
+        loss = -(feats * target).sum()
+        if cfg.tv > 0:
+            loss = loss + cfg.tv * total_variation(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([pixels], cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            pixels.clamp_(0, 1)
+    return pixels.detach().clamp(0, 1)
+
+
+def attacked_retrieval(
+    model: torch.nn.Module,
+    images01: torch.Tensor,
+    ids: torch.Tensor,
+    eps: float,
+    steps: int = 10,
+    txt: Optional[torch.Tensor] = None,
+    seed: int = 0,
+) -> float:
+    """Caption retrieval accuracy (over all 600 captions) under PGD-L2 of radius ``eps``."""
+    from ..train.pgd import pgd_attack
+
+    txt = text_features(model) if txt is None else txt
+    scale = model.logit_scale.exp().detach()
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+        img = F.normalize(model.encode_image(normalize(x)), dim=-1)
+        return F.cross_entropy(scale * img @ txt.t(), ids, reduction="sum")
+
+    if eps > 0 and steps > 0:
+        g = torch.Generator().manual_seed(seed)
+        images01 = pgd_attack(loss_fn, images01, eps, steps=steps, norm="l2", random_start=False, generator=g)
+    with torch.no_grad():
+        img = F.normalize(model.encode_image(normalize(images01)), dim=-1)
+        return float(((img @ txt.t()).argmax(-1) == ids).float().mean())
+
+
+def seeded_prompts(n: int = 60, seed: int = 2024) -> tuple[list[str], torch.Tensor]:
+    """``n`` distinct captions drawn with ``seed`` (the measurement's fixed prompt set)."""
+    ids = torch.randperm(600, generator=torch.Generator().manual_seed(seed))[:n]
+    texts = world.all_captions()
+    return [texts[i] for i in ids.tolist()], ids

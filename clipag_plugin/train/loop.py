@@ -1,0 +1,394 @@
+"""``finetune``: adversarial fine-tuning of a CLIP image tower (CLIPAG recipe).
+
+Per micro-batch: encode the captions with the frozen text tower; craft a PGD perturbation that
+maximizes the batch's contrastive loss; take the contrastive loss of the perturbed images
+(optionally mixed with the clean loss and a FARE term); accumulate; every ``accum_steps``
+micro-batches clip, set the learning rate and step AdamW. Under torchrun the loss sees the
+features of every rank; checkpoints are atomic and resume exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..model import ClipagModel
+from . import dist, state
+from .config import FinetuneConfig
+from .objective import clip_logit_scale, combine_losses, contrastive_loss, fare_loss
+from .pgd import pgd_attack, sample_start
+
+__all__ = ["finetune", "lr_at", "freeze_text_tower", "MetricsLogger"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+# --- pieces -----------------------------------------------------------------------------------
+def lr_at(step: int, config: FinetuneConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr_ratio``."""
+    if config.warmup_steps > 0 and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.min_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def freeze_text_tower(model: ClipagModel) -> list[torch.nn.Parameter]:
+    """Freeze everything but the image tower (text tower, logit scale); return the trainable parameters."""
+    for p in model.inner.parameters():
+        p.requires_grad_(False)
+    params = list(model.visual.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _param_groups(visual: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices and convolutions; not biases, norms, embeddings' 1-d gains (as open_clip)."""
+    decay, no_decay = [], []
+    for p in visual.parameters():
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _encode(visual: Callable[[torch.Tensor], torch.Tensor], model: ClipagModel, images01: torch.Tensor) -> torch.Tensor:
+    """Image features of [0, 1] images through ``visual`` (maybe DDP-wrapped), CLIP-normalized inside."""
+    return visual(model.normalize(_fit(images01, model.visual.input_resolution)))
+
+
+def _fit(images01: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize to ``size`` x ``size`` when needed (as :meth:`ClipagModel.encode_pixels`)."""
+    if images01.shape[-1] != size or images01.shape[-2] != size:
+        images01 = F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return images01
+
+
+def _pick_device(config: FinetuneConfig, d: dist.DistInfo) -> torch.device:
+    if config.device:
+        return torch.device(config.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", d.local_rank)
+    return torch.device("cpu")
+
+
+def _autocast(device: torch.device, config: FinetuneConfig):
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class MetricsLogger:
+    """JSON lines in ``metrics.jsonl`` (and TensorBoard when it is installed); main rank only."""
+
+    def __init__(self, out_dir: Optional[Path], enabled: bool) -> None:
+        self.path = out_dir / "metrics.jsonl" if (out_dir and enabled) else None
+        self.tb = None
+        if self.path is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed: JSON lines only
+                self.tb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --- data -------------------------------------------------------------------------------------
+def _batches(data: Any, config: FinetuneConfig, resolution: int, d: dist.DistInfo, resume: dict[str, Any],
+             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, Optional[dict]]]:
+    """``(images01, tokens, worker, position)`` forever, starting where ``resume`` says."""
+    micro = int(resume.get("micro", 0))
+    if hasattr(data, "epoch"):  # a data.py source: sharded, resumable stream
+        from .data import CaptionStream, make_loader
+
+        if config.batch_size % d.world_size:
+            raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of processes ({d.world_size})")
+        starts = resume.get("data")
+        if starts is not None and len(starts) != d.world_size:
+            raise ValueError(f"checkpoint was written by {len(starts)} processes, this run has {d.world_size}; "
+                             f"resume with the same --nproc_per_node")
+        stream = CaptionStream(data, config.batch_size // d.world_size, resolution, config.seed, d.rank, d.world_size,
+                               config.num_workers, starts[d.rank] if starts else None, micro)
+        for batch in make_loader(stream, config.num_workers, pin_memory=device.type == "cuda"):
+            yield batch["images"], batch["tokens"], int(batch["worker"]), batch["state"]
+        return
+    # a plain iterable of (images01, tokens): cycled; a resume skips what was already consumed
+    seen, skip = 0, micro
+    while True:
+        produced = False
+        for images01, tokens in data:
+            produced = True
+            if seen < skip:
+                seen += 1
+                continue
+            yield images01, tokens, 0, None
+        if not produced:
+            raise ValueError("data yielded no batches; pass a re-iterable (list, DataLoader) rather than a spent generator")
+
+
+# --- one micro-batch ----------------------------------------------------------------------------
+def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[torch.nn.Module], images01: torch.Tensor,
+                tokens: torch.Tensor, config: FinetuneConfig, d: dist.DistInfo, micro: int, device: torch.device,
+                ) -> dict[str, torch.Tensor]:
+    """Attack, forward and return the losses (``backward`` is the caller's)."""
+    visual = model.visual
+    resolution = visual.input_resolution
+    eps, step_size = config.resolved_eps(resolution), config.resolved_step_size(resolution)
+    scale = clip_logit_scale(model.logit_scale)
+    # frozen towers: captions (all ranks) and, for FARE, the original embedding
+    with torch.no_grad(), _autocast(device, config):
+        text = dist.gather_features(model.encode_text(tokens).float(), with_grad=False)
+        ref = None if reference is None else _encode(reference, model, images01).float()
+
+    def attack_objective(x01: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, config):
+            feats = _encode(visual, model, x01).float()
+        if config.attack_loss == "fare":
+            return fare_loss(feats, ref)
+        return contrastive_loss(dist.gather_features(feats), text, scale)
+
+    # the adversary: PGD in [0, 1] pixels, BatchNorm statistics frozen while attacking
+    adversarial = images01
+    if config.pgd_steps > 0 and eps > 0:
+        noise = None
+        if config.random_start:  # drawn for the global batch, so the start does not depend on world size
+            gen = torch.Generator(device=device).manual_seed(_seed(config.seed, micro))
+            b = images01.shape[0]
+            noise = sample_start((b * d.world_size, *images01.shape[1:]), eps, config.norm, gen, images01.dtype,
+                                 device)[d.rank * b:(d.rank + 1) * b]
+        was_training = visual.training
+        visual.eval()
+        adversarial = pgd_attack(attack_objective, images01, eps, config.pgd_steps, step_size, config.norm, noise=noise)
+        visual.train(was_training)
+    # the defender: one forward of perturbed (and clean) images through the trainable tower
+    inputs = torch.cat([adversarial, images01]) if config.clean_weight > 0 else adversarial
+    with _autocast(device, config):
+        feats = _encode(train_visual, model, inputs).float()
+    feats_adv, feats_clean = feats[: images01.shape[0]], feats[images01.shape[0]:]
+    losses = {"adv_loss": contrastive_loss(dist.gather_features(feats_adv), text, scale)}
+    if config.clean_weight > 0:
+        losses["clean_loss"] = contrastive_loss(dist.gather_features(feats_clean), text, scale)
+    if config.fare_weight > 0:
+        losses["fare_loss"] = fare_loss(feats_adv, ref)
+    # each rank holds the whole contrastive loss but gradients only through its own features;
+    # DDP averages, so the contrastive terms are scaled by the world size to get the true gradient
+    w = float(d.world_size)
+    clean = losses.get("clean_loss")
+    losses["backward"] = combine_losses(w * losses["adv_loss"], None if clean is None else w * clean,
+                                        losses.get("fare_loss"), config.clean_weight, config.fare_weight)
+    losses["loss"] = combine_losses(losses["adv_loss"], losses.get("clean_loss"), losses.get("fare_loss"),
+                                    config.clean_weight, config.fare_weight)
+    return losses
+
+
+def _seed(*values: int) -> int:
+    from .data import _mix
+
+    return _mix(*values)
+
+
+# --- the loop -----------------------------------------------------------------------------------
+def finetune(
+    model: ClipagModel,
+    data: Optional[Iterable[Batch]] = None,
+    config: Optional[FinetuneConfig] = None,
+    out_dir: Optional[str | os.PathLike] = None,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    model_cfg: Optional[dict] = None,
+    export: bool = True,
+    on_step: Optional[Callable[[int, dict[str, float]], None]] = None,
+) -> ClipagModel:
+    """Adversarially fine-tune ``model``'s image tower in place and return it (eval mode).
+
+    Args:
+        model: a :class:`ClipagModel` (anything ``clipag.load`` returns). Trained in fp32 on the
+            config's device; the text tower and logit scale are frozen and stay bit-identical.
+        data: an iterable of ``(images01, tokens)`` batches (float ``(B, 3, H, W)`` in [0, 1],
+            int ``(B, 77)``), re-iterated when exhausted (e.g. a list or a DataLoader); or a
+            source from :func:`clipag_plugin.train.data.open_source`; or None to open
+            ``config.data``. Under torchrun a plain iterable must yield this rank's share.
+        config: :class:`FinetuneConfig` (CLIPAG defaults when None).
+        out_dir: where checkpoints, ``metrics.jsonl``, ``config.json`` and the exported model
+            (``out_dir/model``) go; None keeps everything in memory.
+        progress: show a tqdm bar (main rank only).
+        resume: continue from the newest checkpoint in ``out_dir/checkpoints`` if there is one.
+        model_cfg: open_clip ``model_cfg`` for the export, when it cannot be found from ``model.name``.
+        export: write ``out_dir/model`` (open_clip layout) at the end.
+        on_step: called as ``on_step(step, metrics)`` after every optimizer step on every rank.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or FinetuneConfig()
+    config.validate()
+    d = dist.info()
+    device = _pick_device(config, d)
+    out = Path(out_dir) if out_dir is not None else None
+    if data is None:
+        if not config.data:
+            raise ValueError("finetune: no data; pass data=... or set config.data (tar shards, CSV or caption folder)")
+        from .data import open_source
+
+        data = open_source(config.data, config.data_format, config.shuffle_buffer, config.csv_path_column,
+                           config.csv_caption_column)
+
+    # model: fp32 master weights, frozen text tower, optional frozen copy for FARE
+    model.inner.float().to(device)
+    model.to(device)
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    params = freeze_text_tower(model)
+    model.inner.eval()
+    model.visual.train(config.train_batchnorm)
+    needs_reference = config.fare_weight > 0 or config.attack_loss == "fare"
+    reference = copy.deepcopy(model.visual).eval().requires_grad_(False) if needs_reference else None
+    optimizer = torch.optim.AdamW(_param_groups(model.visual, config.weight_decay), lr=config.lr,
+                                  betas=config.betas, weight_decay=config.weight_decay)
+
+    # resume: weights, optimizer, counters, data position, RNG
+    step, micro, resume_state = 0, 0, {}
+    ckpt_dir = out / "checkpoints" if out is not None else None
+    if resume and ckpt_dir is not None:
+        found = state.latest_checkpoint(ckpt_dir)
+        if found is not None:
+            ckpt, path = found
+            model.visual.load_state_dict(ckpt["visual"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if reference is not None and "reference" in ckpt:
+                reference.load_state_dict(ckpt["reference"])
+            step, micro = int(ckpt["step"]), int(ckpt["micro"])
+            resume_state = {"micro": micro, "data": ckpt.get("data")}
+            state.set_rng_state(ckpt["rng"])
+            if d.is_main and progress:
+                print(f"finetune: resumed from {path} (step {step})")
+
+    train_visual: Callable = model.visual
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_visual = DistributedDataParallel(model.visual, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if out is not None and d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = config.to_dict() | {
+            "base_model": model.name, "resolved_eps": config.resolved_eps(model.visual.input_resolution),
+            "resolved_step_size": config.resolved_step_size(model.visual.input_resolution),
+            "world_size": d.world_size, "global_batch": config.batch_size,
+        }
+        (out / "config.json").write_text(json.dumps(resolved, indent=2))
+    logger = MetricsLogger(out, d.is_main)
+    bar = tqdm(total=config.steps, initial=step, disable=not (progress and d.is_main), desc="finetune", unit="step")
+
+    positions: dict[int, dict] = {}
+    data_states = resume_state.get("data")
+    if data_states is not None:
+        positions = dict(enumerate(data_states[d.rank]))
+    batches = _batches(data, config, model.visual.input_resolution, d, resume_state, device)
+    window = {"t": time.perf_counter(), "images": 0}
+    sums: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    try:
+        while step < config.steps:
+            # accumulate gradients over micro-batches
+            for k in range(config.accum_steps):
+                images01, tokens, worker, position = next(batches)
+                images01 = images01.to(device, non_blocking=True).float()
+                tokens = tokens.to(device, non_blocking=True)
+                last = k == config.accum_steps - 1
+                sync = contextlib.nullcontext() if (last or not d.enabled) else train_visual.no_sync()
+                with sync:
+                    losses = _micro_step(model, train_visual, reference, images01, tokens, config, d, micro, device)
+                    (losses["backward"] / config.accum_steps).backward()
+                micro += 1
+                if position is not None:
+                    positions[worker] = position
+                window["images"] += images01.shape[0] * d.world_size
+                for key in ("loss", "adv_loss", "clean_loss", "fare_loss"):
+                    if key in losses:
+                        sums[key] = sums.get(key, 0.0) + float(losses[key].detach()) / config.accum_steps
+            # clip, schedule, step
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else float("inf"))
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            elapsed = time.perf_counter() - window["t"]
+            metrics = {**sums, "lr": lr, "grad_norm": float(grad_norm), "images_per_s": window["images"] / max(elapsed, 1e-9)}
+            metrics["skipped"] = sum(int(p.get("skipped", 0)) for p in positions.values())
+            sums = {}
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", adv=f"{metrics['adv_loss']:.4f}",
+                            img_s=f"{metrics['images_per_s']:.1f}")
+            if step % max(1, config.log_every) == 0 or step == config.steps:
+                logger.log({"step": step, **metrics})
+                window = {"t": time.perf_counter(), "images": 0}
+            if ckpt_dir is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0)
+                                         or step == config.steps):
+                _save_checkpoint(ckpt_dir, model, reference, optimizer, step, micro, positions, config, d)
+            if on_step is not None:
+                on_step(step, metrics)
+    finally:
+        bar.close()
+        logger.close()
+
+    # hand the model back: eval mode, the caller's requires_grad flags
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(flags.get(id(p), False))
+    if out is not None and export and d.is_main:
+        from .export import export_open_clip
+
+        export_open_clip(model, out / "model", model_cfg=model_cfg, recipe=config.to_dict(), metrics=metrics)
+    dist.barrier()
+    return model
+
+
+def _save_checkpoint(folder: Path, model: ClipagModel, reference: Optional[torch.nn.Module], optimizer: torch.optim.Optimizer,
+                     step: int, micro: int, positions: dict[int, dict], config: FinetuneConfig, d: dist.DistInfo) -> None:
+    """Gather every rank's data position; the main rank writes atomically and prunes old checkpoints."""
+    workers = max(1, config.num_workers)
+    local = [positions.get(w, {"epoch": 0, "consumed": 0, "skipped": 0}) for w in range(workers)]
+    everyone = dist.all_gather_objects(local)
+    if d.is_main:
+        ckpt = {
+            "format": state.FORMAT,
+            "step": step,
+            "micro": micro,
+            "world_size": d.world_size,
+            "visual": {k: v.detach().cpu() for k, v in model.visual.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "data": everyone,
+            "rng": state.rng_state(),
+            "config": json.dumps(config.to_dict()),
+        }
+        if reference is not None:
+            ckpt["reference"] = {k: v.detach().cpu() for k, v in reference.state_dict().items()}
+        state.save_atomic(ckpt, state.checkpoint_path(folder, step))
+        state.prune_checkpoints(folder, config.keep_checkpoints)
+    dist.barrier()

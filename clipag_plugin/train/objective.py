@@ -1,0 +1,64 @@
+"""Losses of adversarial fine-tuning, as pure functions of features.
+
+* :func:`contrastive_loss`: CLIP's symmetric InfoNCE over a batch of (image, caption) pairs.
+* :func:`fare_loss`: FARE's squared L2 distance to the frozen original image embedding.
+* :func:`combine_losses`: the training objective's weighted sum.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["contrastive_loss", "fare_loss", "combine_losses", "clip_logit_scale"]
+
+MAX_LOGIT_SCALE = 100.0
+
+
+def clip_logit_scale(log_scale: torch.Tensor) -> torch.Tensor:
+    """``exp(logit_scale)`` clamped at 100, as CLIP does."""
+    return log_scale.detach().float().exp().clamp(max=MAX_LOGIT_SCALE)
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """Mean of image->text and text->image cross-entropy; pair ``i`` is row ``i`` of both inputs.
+
+    Features are L2-normalized here; ``logit_scale`` is the (already exponentiated) temperature.
+    Invariant to permuting the pairs together.
+    """
+    if image_features.shape[0] != text_features.shape[0]:
+        raise ValueError(
+            f"contrastive_loss needs as many images as captions, got {image_features.shape[0]} and {text_features.shape[0]}"
+        )
+    img = F.normalize(image_features.float(), dim=-1)
+    txt = F.normalize(text_features.float(), dim=-1)
+    logits = logit_scale * img @ txt.t()
+    labels = torch.arange(img.shape[0], device=img.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+def fare_loss(image_features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
+    """FARE (Schlarmann et al. 2024): squared L2 distance of unnormalized embeddings, mean over the batch."""
+    return (image_features.float() - reference_features.float()).pow(2).sum(dim=-1).mean()
+
+
+def combine_losses(
+    adversarial: torch.Tensor,
+    clean: torch.Tensor | None = None,
+    fare: torch.Tensor | None = None,
+    clean_weight: float = 0.0,
+    fare_weight: float = 0.0,
+) -> torch.Tensor:
+    """``(1 - clean_weight) * adversarial + clean_weight * clean + fare_weight * fare``."""
+    if not 0.0 <= clean_weight <= 1.0:
+        raise ValueError(f"clean_weight={clean_weight} must be in [0, 1]")
+    loss = (1.0 - clean_weight) * adversarial
+    if clean_weight > 0:
+        if clean is None:
+            raise ValueError("clean_weight > 0 needs the clean loss")
+        loss = loss + clean_weight * clean
+    if fare_weight > 0:
+        if fare is None:
+            raise ValueError("fare_weight > 0 needs the FARE loss")
+        loss = loss + fare_weight * fare
+    return loss

@@ -1,0 +1,45 @@
+"""``clipag models`` / ``clipag download`` and the command dispatcher."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from clipag_plugin.cli import main
+
+
+def test_models_table_lists_every_name(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ViT-B/32", "mini", "mini-vanilla", "openai-ViT-B/32", "fare4-ViT-B/32-laion2b"):
+        assert name in out
+    assert "robust" in out and "cached" in out and "license" in out
+
+
+def test_models_json_marks_robustness_and_cache(capsys, offline_hub):
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ViT-B/32"]["robust"] == "yes" and rows["ViT-B/32"]["cached"] == "no"
+    assert rows["openai-ViT-B/32"]["robust"] == "NO"
+    assert rows["ViT-B/32"]["source"] == "zenodo:10446026"
+
+
+def test_download_offline_reports_and_fails(capsys, offline_hub):
+    assert main(["download", "fare4-ViT-B/32-laion2b"]) == 1
+    err = capsys.readouterr().err
+    assert "chs20/FARE4-ViT-B-32-laion2B-s34B-b79K" in err
+    assert main(["download", "nonsense-model"]) == 1
+    assert "Unknown model 'nonsense-model'" in capsys.readouterr().err
+
+
+def test_unknown_command_and_help(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "choose from" in capsys.readouterr().err
+    assert main([]) == 0
+    assert "finetune" in capsys.readouterr().out
+
+
+def test_python_dash_m_clipag_runs():
+    out = subprocess.run([sys.executable, "-m", "clipag", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("clipag-plugin ")
