@@ -64,8 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg in cases:
             folder = _make_folder(Path(tmp), name, cfg)
-            ours = lambda: clipag.load(str(folder), device="cpu")  # noqa: E731
-            theirs = lambda: open_clip.create_model_and_transforms(f"local-dir:{folder}")  # noqa: E731
+            ours = lambda folder=folder: clipag.load(str(folder), device="cpu")  # noqa: E731
+            theirs = lambda folder=folder: open_clip.create_model_and_transforms(f"local-dir:{folder}")  # noqa: E731
             ours(), theirs()  # warm the page cache and imports
             a, b = [], []
             for _ in range(args.repeats):  # interleave so that noise hits both alike

@@ -115,7 +115,7 @@ def _entry(name: str) -> VggWeights:
 
 def fetch_command(entry: VggWeights) -> str:
     """The shell command that puts ``entry``'s file into the Hugging Face cache."""
-    return f"python -m clipag_plugin.vgg  (or: hf download {entry.repo_id} {entry.filename})"
+    return f"`python -m clipag_plugin.vgg` (or `hf download {entry.repo_id} {entry.filename}`)"
 
 
 def fetch_vgg_weights(name: str = "vgg19", cache_dir: Optional[Union[str, os.PathLike]] = None) -> Path:
@@ -143,7 +143,7 @@ def fetch_vgg_weights(name: str = "vgg19", cache_dir: Optional[Union[str, os.Pat
             f"VGG19 weights ({entry.name}, CLIPStyler's content loss): file {entry.filename!r} of Hugging Face "
             f"repo {entry.repo_id!r} (revision {entry.revision!r}) is not in the cache and cannot be "
             f"downloaded (offline mode, or no network). Fetch it ahead of time on a connected machine with "
-            f"`{fetch_command(entry)}`, then copy the Hugging Face cache folder over."
+            f"{fetch_command(entry)}, then copy the Hugging Face cache folder over."
         ) from err
 
 
@@ -238,6 +238,10 @@ def random_vgg19_features(
     torch.manual_seed(seed)
     try:
         features = vgg19_features(width_divisor)
+        for module in features:
+            if isinstance(module, nn.Conv2d):  # torchvision's VGG init: activations keep their scale
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
     finally:
         torch.random.set_rng_state(generator_state)
     features.is_random_stand_in = True

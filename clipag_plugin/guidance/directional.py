@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .templates import IMAGENET_TEMPLATES, compose_text
+from .warp import PerspectiveParams, apply_perspective, sample_perspective
 
 __all__ = [
     "SOURCE_TEXT",
@@ -87,9 +88,15 @@ def text_direction(
     return F.normalize(target - source, dim=-1)
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision embeddings (CLIP on CUDA) to float32; float32/64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def image_direction(features: torch.Tensor, source_features: torch.Tensor) -> torch.Tensor:
     """``(N, D)`` unit vectors from the (normalized) source embedding to each (normalized) image embedding."""
-    return F.normalize(F.normalize(features.float(), dim=-1) - F.normalize(source_features.float(), dim=-1), dim=-1)
+    source = F.normalize(_upcast(source_features), dim=-1)
+    return F.normalize(F.normalize(_upcast(features), dim=-1) - source.to(_upcast(features).dtype), dim=-1)
 
 
 def directional_loss(image_dir: torch.Tensor, text_dir: torch.Tensor) -> torch.Tensor:
@@ -99,7 +106,7 @@ def directional_loss(image_dir: torch.Tensor, text_dir: torch.Tensor) -> torch.T
             f"image directions have dimension {image_dir.shape[-1]}, text direction {text_dir.shape[-1]}; "
             "compute both with the same CLIP model"
         )
-    return 1.0 - F.cosine_similarity(image_dir, text_dir.expand_as(image_dir), dim=-1)
+    return 1.0 - F.cosine_similarity(image_dir, text_dir.to(image_dir.dtype).expand_as(image_dir), dim=-1)
 
 
 def reject_below(losses: torch.Tensor, threshold: Optional[float]) -> torch.Tensor:
@@ -134,24 +141,15 @@ def global_directional_loss(
 
 @dataclass(frozen=True)
 class PatchParams:
-    """``n`` square crops of side ``size`` at ``offsets`` ``(y, x)``; each warped ``start -> end``.
-
-    ``start``/``end`` are ``(n, 4, 2)`` corner coordinates ``(x, y)`` in crop pixels (top-left,
-    top-right, bottom-right, bottom-left); ``end`` is ``None`` when the warp is switched off.
-    """
+    """``n`` square crops of side ``size`` at pixel ``offsets`` ``(y, x)``, each then warped by
+    ``warp`` (corners ``start -> end`` in crop pixels); ``warp`` is ``None`` when switched off."""
 
     offsets: torch.Tensor  # (n, 2) long
     size: int
-    start: torch.Tensor  # (n, 4, 2) float
-    end: Optional[torch.Tensor]  # (n, 4, 2) float, or None: no warp
+    warp: Optional[PerspectiveParams]
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
-
-
-def _randint(lo: int, hi: int, n: int, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """``n`` integers uniform in ``[lo, hi)``."""
-    return torch.randint(lo, hi, (n,), generator=generator)
 
 
 def sample_patch_params(
@@ -163,10 +161,11 @@ def sample_patch_params(
     perspective: bool = True,
     generator: Optional[torch.Generator] = None,
 ) -> PatchParams:
-    """Draw ``n`` crop positions and, when ``perspective``, perspective corners for each crop.
+    """Draw ``n`` crop positions and, when ``perspective``, a perspective warp for each crop.
 
-    The corners follow torchvision's ``RandomPerspective``: each corner moves inwards by up to
-    ``distortion`` times half the side. ``generator`` should live on the CPU.
+    The warp is torchvision's ``RandomPerspective(distortion)`` law (each corner moves inwards by
+    up to ``distortion`` x half the side), drawn by :func:`clipag_plugin.guidance.warp.sample_perspective`.
+    ``generator`` should live on the CPU.
     """
     if n < 1:
         raise ValueError(f"n={n}: sample at least one patch")
@@ -175,25 +174,14 @@ def sample_patch_params(
     if not 0.0 <= distortion <= 1.0:
         raise ValueError(f"distortion={distortion}: expected a value in [0, 1] (reference: 0.5)")
     offsets = torch.stack(
-        [_randint(0, height - size + 1, n, generator), _randint(0, width - size + 1, n, generator)], dim=1
-    )
-    last = float(size - 1)
-    start = torch.tensor([[0.0, 0.0], [last, 0.0], [last, last], [0.0, last]]).expand(n, 4, 2).clone()
-    if not perspective:
-        return PatchParams(offsets, int(size), start, None)
-    d = int(distortion * (size // 2))
-    near = lambda: _randint(0, d + 1, n, generator)  # noqa: E731 - distance moved in from an edge
-    far = lambda: _randint(size - d - 1, size, n, generator)  # noqa: E731
-    end = torch.stack(
         [
-            torch.stack([near(), near()], dim=1),  # top-left
-            torch.stack([far(), near()], dim=1),  # top-right
-            torch.stack([far(), far()], dim=1),  # bottom-right
-            torch.stack([near(), far()], dim=1),  # bottom-left
+            torch.randint(0, height - size + 1, (n,), generator=generator),
+            torch.randint(0, width - size + 1, (n,), generator=generator),
         ],
         dim=1,
-    ).float()
-    return PatchParams(offsets, int(size), start, end)
+    )
+    warp = sample_perspective(n, size, size, distortion, generator) if perspective else None
+    return PatchParams(offsets, int(size), warp)
 
 
 def apply_patches(image: torch.Tensor, params: PatchParams, out_size: Optional[int] = None) -> torch.Tensor:
@@ -206,11 +194,8 @@ def apply_patches(image: torch.Tensor, params: PatchParams, out_size: Optional[i
     c = params.size
     out = out_size or c
     crops = torch.cat([image[:, :, y : y + c, x : x + c] for y, x in params.offsets.tolist()])
-    if params.end is not None:
-        from kornia.geometry.transform import get_perspective_transform, warp_perspective
-
-        matrix = get_perspective_transform(params.start.to(crops), params.end.to(crops))
-        crops = warp_perspective(crops, matrix, (c, c), mode="bilinear", padding_mode="zeros", align_corners=True)
+    if params.warp is not None:
+        crops = apply_perspective(crops, params.warp, fill=0.0)
     if out != c:
         crops = F.interpolate(crops, size=(out, out), mode="bilinear", align_corners=False)
     return crops

@@ -204,7 +204,9 @@ def apply_noise(x: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tensor:
 def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
     """``(B, 3, H, W)`` images -> ``(n, 3, H, W)`` augmented views (differentiable in ``images``)."""
     x = images[params.source.to(images.device)]
-    x = apply_color(x, params.brightness, params.saturation, params.contrast)
+    # identity parameters skip their op, so a view without augmentation is exactly the image
+    if bool(params.brightness.any()) or bool((params.saturation != 1).any()) or bool((params.contrast != 1).any()):
+        x = apply_color(x, params.brightness, params.saturation, params.contrast)
     if bool(params.shift.any()) or bool((params.scale != 1).any()):
         x = apply_affine(x, params.shift, params.scale)
     x = apply_cutout(x, params.cutout_center, params.cutout_size)
@@ -237,7 +239,7 @@ def apply_crops(images: torch.Tensor, params: CropParams, out_size: Optional[int
         return images.new_zeros(0, images.shape[1], out, out)
     pieces = [
         images[int(s), :, int(oy) : int(oy) + c, int(ox) : int(ox) + c]
-        for s, (oy, ox) in zip(params.source.tolist(), params.offsets.tolist())
+        for s, (oy, ox) in zip(params.source.tolist(), params.offsets.tolist(), strict=True)
     ]
     crops = torch.stack(pieces)
     if c != out:

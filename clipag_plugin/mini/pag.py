@@ -70,6 +70,7 @@ class SynthConfig:
     noise: float = 0.02
     blur: float = 0.0  # sigma (px) of a Gaussian blur applied to the pixels before the model
     tv: float = 0.0  # weight of a total-variation penalty
+    scales: tuple[int, ...] = ()  # extra coarse pixel grids (e.g. (8, 16, 32)) added to the 64 px pixels
     shrink: float = 0.35
     seed: int = 0
 
@@ -111,9 +112,10 @@ def synthesize(
     with torch.no_grad():
         target = F.normalize(model.encode_text(tokenize(list(prompts))), dim=-1)
     pixels = init.clone().requires_grad_(True)
-    opt = torch.optim.AdamW([pixels], lr=cfg.lr, weight_decay=0.0)
+    coarse = [torch.zeros(len(init), 3, r, r, requires_grad=True) for r in cfg.scales]
+    opt = torch.optim.AdamW([pixels, *coarse], lr=cfg.lr, weight_decay=0.0)
     for _ in range(cfg.steps):
-        x = pixels.clamp(0, 1)
+        x = compose(pixels, coarse)
         view = _blur(x, cfg.blur) if cfg.blur > 0 else x
         if cfg.augment:  # one random shift for the batch plus per-pixel noise
             dx, dy = (int(v) for v in torch.randint(-cfg.shift, cfg.shift + 1, (2,), generator=g))
@@ -124,11 +126,20 @@ def synthesize(
             loss = loss + cfg.tv * total_variation(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([pixels], cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_([pixels, *coarse], cfg.grad_clip)
         opt.step()
-        with torch.no_grad():
-            pixels.clamp_(0, 1)
-    return pixels.detach().clamp(0, 1)
+        if not coarse:
+            with torch.no_grad():
+                pixels.clamp_(0, 1)
+    return compose(pixels, coarse).detach()
+
+
+def compose(pixels: torch.Tensor, coarse: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The image: full-resolution pixels plus bilinearly upsampled coarse grids, clamped to [0, 1]."""
+    x = pixels
+    for grid in coarse:
+        x = x + F.interpolate(grid, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+    return x.clamp(0, 1)
 
 
 def attacked_retrieval(

@@ -42,7 +42,7 @@ MINI_PREPROCESS_CFG: dict = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "i
 class PretrainConfig:
     """Recipe of the vanilla model."""
 
-    steps: int = 700
+    steps: int = 450
     batch_size: int = 128
     lr: float = 2e-3
     warmup: int = 50

@@ -93,15 +93,54 @@ def _bin(starts: torch.Tensor, ends: torch.Tensor, reach: torch.Tensor, tile: in
 
 
 def _piece_distance2(a: torch.Tensor, b: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """Squared distance from pixel centres ``(gx, gy)`` ``(T*T,)`` to segments ``a -> b`` ``(N, 2)``."""
+    """Squared distance from pixel centres ``(gx, gy)`` ``(T*T,)`` to segments ``a -> b``.
+
+    ``a``, ``b`` are ``(N, 2)`` (one segment for all pixels of a row) or ``(N, T*T, 2)`` (one per pixel).
+    """
+    if a.ndim == 2:
+        a, b = a[:, None, :], b[:, None, :]
     vx, vy = (b - a).unbind(-1)
-    vx, vy = vx[:, None], vy[:, None]
-    wx = gx[None, :] - a[:, :1]
-    wy = gy[None, :] - a[:, 1:]
+    wx = gx - a[..., 0]
+    wy = gy - a[..., 1]
     t = ((wx * vx + wy * vy) / (vx * vx + vy * vy).clamp_min(1e-12)).clamp(0.0, 1.0)
     dx = wx - t * vx
     dy = wy - t * vy
     return dx * dx + dy * dy
+
+
+@torch.no_grad()
+def _fully_covered(a: torch.Tensor, b: torch.Tensor, tile: int, half: torch.Tensor) -> torch.Tensor:
+    """Whether every pixel centre of the tile is deeper than the anti-aliasing ramp inside the
+    stroke of piece ``a -> b`` (relative to the tile corner). Distance to a segment is convex,
+    so checking the four corner pixel centres suffices."""
+    lo, hi = 0.5, tile - 0.5
+    corners_x = a.new_tensor([lo, hi, lo, hi])
+    corners_y = a.new_tensor([lo, lo, hi, hi])
+    depth = (half - _EDGE - 1e-3).clamp_min(0)
+    return _piece_distance2(a, b, corners_x, corners_y).amax(1) < depth * depth
+
+
+@torch.no_grad()
+def _nearest_piece(a, b, cols: torch.Tensor, rows: torch.Tensor, group_of: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """For each (group, pixel), the index of the candidate pair whose piece is nearest.
+
+    ``a``, ``b``: ``(N, 2)`` pieces relative to their tile's corner; ``cols``/``rows``: ``(T,)``
+    pixel-centre offsets. Uses the tile's grid structure and in-place ops (no autograd here).
+    """
+    v = b - a
+    vv = (v * v).sum(-1).clamp_min(1e-12)
+    # t = clamp(((p - a) . v) / |v|^2, 0, 1), separable in the pixel's column and row.
+    t = (rows[None, :, None] * (v[:, 1] / vv)[:, None, None] - ((a * v).sum(-1) / vv)[:, None, None]) \
+        + cols[None, None, :] * (v[:, 0] / vv)[:, None, None]
+    t.clamp_(0.0, 1.0)
+    dx = (cols[None, None, :] - a[:, 0, None, None]) - t * v[:, 0, None, None]
+    dy = t.mul_(v[:, 1, None, None]).neg_().add_(rows[None, :, None] - a[:, 1, None, None])
+    d2 = dx.square_().add_(dy.square_()).reshape(a.shape[0], -1)
+    index = group_of[:, None].expand_as(d2)
+    best = d2.new_empty(n_groups, d2.shape[1]).scatter_reduce_(0, index, d2, "amin", include_self=False)
+    pair = torch.arange(d2.shape[0], device=d2.device)[:, None].expand_as(d2)
+    pair = torch.where(d2 == best.gather(0, index), pair, -1)
+    return torch.full_like(best, -1, dtype=torch.long).scatter_reduce_(0, index, pair, "amax")
 
 
 def _composite(alpha: torch.Tensor, rgb: torch.Tensor, group_tile: torch.Tensor, bg_tiles: torch.Tensor):
@@ -141,12 +180,15 @@ def rasterize_strokes(
         points: ``(N, 2)`` or batched ``(B, N, 2)`` control points in pixels; path ``p`` owns
             ``3 * num_segments[p] + 1`` consecutive points.
         num_segments: ``(P,)`` cubic segments per path (shared by the batch).
-        widths: ``(P,)`` / ``(B, P)`` stroke half-widths in pixels (diffvg's ``stroke_width``).
-        colors: ``(P, 4)`` / ``(B, P, 4)`` straight (not premultiplied) RGBA in [0, 1].
+        widths: ``(P,)`` / ``(B, P)`` stroke half-widths in pixels (diffvg's ``stroke_width``);
+            ``(P,)`` is shared by a batch.
+        colors: ``(P, 4)`` / ``(B, P, 4)`` straight (not premultiplied) RGBA in [0, 1];
+            ``(P, 4)`` is shared by a batch.
         height, width: canvas size in pixels.
         background: ``"white"``/``"black"``, a grey level, an RGB triple, or an image
             ``(3, H, W)`` / ``(B, 3, H, W)``.
-        tile: side of the culling tiles in pixels (8 suits thin strokes, 16 wide ones).
+        tile: side of the culling tiles in pixels. Small tiles cull tightly, large ones cost less
+            bookkeeping; 8 is the fastest on CPU over a CLIPDraw run (benchmarks/bench_render.py).
         tolerance: largest distance in pixels between a curve and its flattened pieces.
 
     Returns:
@@ -163,13 +205,16 @@ def rasterize_strokes(
     expected = int(seg_points[-1, -1]) + 1 if seg_points.numel() else 0
     if points.shape[1] != expected:
         raise ValueError(f"num_segments describes {expected} control points but points has {points.shape[1]}")
-    widths = widths.reshape(batch, -1) if widths.ndim == 1 else widths
+    widths = widths.unsqueeze(0).expand(batch, -1) if widths.ndim == 1 else widths
+    colors = colors.unsqueeze(0).expand(batch, -1, -1) if colors.ndim == 2 else colors
     if widths.shape != (batch, n_paths):
         raise ValueError(f"widths must be ({n_paths},) or ({batch}, {n_paths}), got {tuple(widths.shape)}")
     if colors.shape != (batch, n_paths, 4):
         raise ValueError(f"colors must be ({n_paths}, 4) or ({batch}, {n_paths}, 4) RGBA, got {tuple(colors.shape)}")
     if tile < 1:
         raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError("points hold NaN or infinite coordinates; check the optimizer's learning rate")
 
     n_tx, n_ty = -(-width // tile), -(-height // tile)
     bg = _background(background, batch, height, width, points)
@@ -192,16 +237,28 @@ def rasterize_strokes(
     g_tile = groups // n_paths  # batch * n_tiles + tile
     g_batch = g_tile // (n_tx * n_ty)
 
-    # 3. coverage of each (path, tile) from the nearest piece
-    origin = torch.stack([ptile % n_tx, ptile // n_tx], -1).to(points.dtype) * tile
+    # 3. coverage of each (path, tile) from the nearest piece: find it without autograd over all
+    #    candidate pairs, then measure the distance to that one piece only, with gradients.
     offs = torch.arange(tile, device=points.device, dtype=points.dtype) + 0.5
     gy, gx = torch.meshgrid(offs, offs, indexing="ij")
-    d2 = _piece_distance2(starts[pb, pl] - origin, ends[pb, pl] - origin, gx.reshape(-1), gy.reshape(-1))
-    nearest = d2.new_zeros(groups.shape[0], tile * tile).scatter_reduce(
-        0, group_of[:, None].expand_as(d2), d2, "amin", include_self=False
-    )
+    gx, gy = gx.reshape(-1), gy.reshape(-1)
+    origin = torch.stack([ptile % n_tx, ptile // n_tx], -1).to(points.dtype) * tile
+    a_rel, b_rel = starts.detach()[pb, pl] - origin, ends.detach()[pb, pl] - origin
+    # Tiles lying wholly inside one piece's stroke are covered (and flat): skip their search.
+    full = _fully_covered(a_rel, b_rel, tile, widths.detach()[pb, piece_path[pl]])
+    full_group = torch.zeros(groups.shape[0], dtype=torch.bool, device=points.device).index_fill_(0, group_of[full], True)
+    search = torch.nonzero(~full_group[group_of]).squeeze(1)
+    winner = search.new_zeros(groups.shape[0], tile * tile)
+    if search.numel():
+        found = _nearest_piece(a_rel[search], b_rel[search], offs, offs, group_of[search], groups.shape[0])
+        winner = search[found.clamp_min(0)]  # (G, T*T) pair index; arbitrary where the tile is full
+    piece = (pb * starts.shape[1] + pl)[winner]  # (G, T*T) into the flattened (B * L) pieces
+    tile_in_batch = g_tile % (n_tx * n_ty)
+    g_origin = torch.stack([tile_in_batch % n_tx, tile_in_batch // n_tx], -1).to(points.dtype)[:, None] * tile
+    nearest = _piece_distance2(starts.reshape(-1, 2)[piece] - g_origin, ends.reshape(-1, 2)[piece] - g_origin, gx, gy)
     half = widths[g_batch, g_path][:, None]
     coverage = (half + _EDGE - torch.sqrt(nearest + 1e-12)).clamp(0.0, 1.0)
+    coverage = torch.where(full_group[:, None], torch.ones_like(coverage), coverage)
 
     # 4. composite each tile's layers in path order over the background
     rgba = colors[g_batch, g_path]

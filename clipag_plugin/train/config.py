@@ -33,7 +33,8 @@ class FinetuneConfig:
     """
 
     # model and data
-    model: str = _f("ViT-B-32", "base model: anything clipag.load accepts (name, hf-hub:org/repo, path)")
+    model: str = _f("openai-ViT-B/32", "base model: anything clipag.load accepts (name, hf-hub:org/repo, path); "
+                                          "default: the vanilla CLIP that CLIPAG was fine-tuned from")
     data: Optional[str] = _f(None, "training data: tar shards ('shards/{00000..00099}.tar', a folder of .tar), "
                                    "a CSV of path,caption, or an image folder with sidecar .txt captions")
     data_format: str = _f("auto", f"data layout; one of {DATA_FORMATS}", choices=DATA_FORMATS)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "info", "setup_from_env", "gather_features", "all_gather_objects", "barrier", "cleanup"]
+__all__ = ["DistInfo", "info", "setup_from_env", "gather_features", "all_gather_objects", "all_mean", "barrier", "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,15 @@ def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     if with_grad:
         parts[d.rank] = x
     return torch.cat(parts, dim=0)
+
+
+def all_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of a (detached) tensor over ranks; ``x`` itself in a single process."""
+    if not info().enabled:
+        return x
+    out = x.detach().clone()
+    dist.all_reduce(out)
+    return out / info().world_size
 
 
 def all_gather_objects(obj):

@@ -26,6 +26,7 @@ from . import dist, state
 from .config import FinetuneConfig
 from .objective import clip_logit_scale, combine_losses, contrastive_loss, fare_loss
 from .pgd import pgd_attack, sample_start
+from .text import encode_captions
 
 __all__ = ["finetune", "lr_at", "freeze_text_tower", "MetricsLogger"]
 
@@ -161,7 +162,7 @@ def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[
     scale = clip_logit_scale(model.logit_scale)
     # frozen towers: captions (all ranks) and, for FARE, the original embedding
     with torch.no_grad(), _autocast(device, config):
-        text = dist.gather_features(model.encode_text(tokens).float(), with_grad=False)
+        text = dist.gather_features(encode_captions(model, tokens).float(), with_grad=False)
         ref = None if reference is None else _encode(reference, model, images01).float()
 
     def attack_objective(x01: torch.Tensor) -> torch.Tensor:
@@ -200,9 +201,27 @@ def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[
     clean = losses.get("clean_loss")
     losses["backward"] = combine_losses(w * losses["adv_loss"], None if clean is None else w * clean,
                                         losses.get("fare_loss"), config.clean_weight, config.fare_weight)
-    losses["loss"] = combine_losses(losses["adv_loss"], losses.get("clean_loss"), losses.get("fare_loss"),
+    if "fare_loss" in losses:  # reported as the mean over ranks (the contrastive terms are global already)
+        losses["fare_loss"] = dist.all_mean(losses["fare_loss"].detach())
+    losses["loss"] = combine_losses(losses["adv_loss"].detach(), losses.get("clean_loss"), losses.get("fare_loss"),
                                     config.clean_weight, config.fare_weight)
     return losses
+
+
+def _text_fingerprint(model: ClipagModel) -> str:
+    """Identity of the frozen towers (everything but ``visual``), checked when resuming."""
+    return state.fingerprint({k: v for k, v in model.inner.state_dict().items() if not k.startswith("visual.")})
+
+
+def _warn_config_changes(saved: dict[str, Any], config: FinetuneConfig, path: Path, verbose: bool) -> None:
+    """Resuming with other settings is allowed (e.g. more steps) but is no longer an exact continuation."""
+    now = config.to_dict()
+    changed = sorted(k for k in now if k in saved and saved[k] != now[k] and k not in ("device",))
+    if changed and verbose:
+        import warnings
+
+        warnings.warn(f"resuming from {path} with changed settings {changed}: the run continues, but not exactly "
+                      f"as the original would have", stacklevel=3)
 
 
 def _seed(*values: int) -> int:
@@ -272,10 +291,15 @@ def finetune(
     # resume: weights, optimizer, counters, data position, RNG
     step, micro, resume_state = 0, 0, {}
     ckpt_dir = out / "checkpoints" if out is not None else None
+    text_id = _text_fingerprint(model) if ckpt_dir is not None else ""
     if resume and ckpt_dir is not None:
         found = state.latest_checkpoint(ckpt_dir)
         if found is not None:
             ckpt, path = found
+            if ckpt.get("text_fingerprint", text_id) != text_id:
+                raise ValueError(f"{path} was trained from a different base model (its frozen text tower differs from "
+                                 f"{model.name!r}'s); resume with the same --model")
+            _warn_config_changes(json.loads(ckpt.get("config", "{}")), config, path, d.is_main)
             model.visual.load_state_dict(ckpt["visual"])
             optimizer.load_state_dict(ckpt["optimizer"])
             if reference is not None and "reference" in ckpt:
@@ -309,7 +333,7 @@ def finetune(
         positions = dict(enumerate(data_states[d.rank]))
     batches = _batches(data, config, model.visual.input_resolution, d, resume_state, device)
     window = {"t": time.perf_counter(), "images": 0}
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     try:
         while step < config.steps:
@@ -327,9 +351,9 @@ def finetune(
                 if position is not None:
                     positions[worker] = position
                 window["images"] += images01.shape[0] * d.world_size
-                for key in ("loss", "adv_loss", "clean_loss", "fare_loss"):
+                for key in ("loss", "adv_loss", "clean_loss", "fare_loss"):  # stays on the device: no sync
                     if key in losses:
-                        sums[key] = sums.get(key, 0.0) + float(losses[key].detach()) / config.accum_steps
+                        sums[key] = sums.get(key, 0.0) + losses[key].detach() / config.accum_steps
             # clip, schedule, step
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else float("inf"))
             lr = lr_at(step, config)
@@ -339,18 +363,19 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             step += 1
             elapsed = time.perf_counter() - window["t"]
-            metrics = {**sums, "lr": lr, "grad_norm": float(grad_norm), "images_per_s": window["images"] / max(elapsed, 1e-9)}
+            metrics = {**{k: float(v) for k, v in sums.items()}, "lr": lr, "grad_norm": float(grad_norm), "images_per_s": window["images"] / max(elapsed, 1e-9)}
             metrics["skipped"] = sum(int(p.get("skipped", 0)) for p in positions.values())
             sums = {}
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", adv=f"{metrics['adv_loss']:.4f}",
                             img_s=f"{metrics['images_per_s']:.1f}")
             if step % max(1, config.log_every) == 0 or step == config.steps:
+                metrics["skipped"] = sum(dist.all_gather_objects(metrics["skipped"]))  # over all ranks
                 logger.log({"step": step, **metrics})
                 window = {"t": time.perf_counter(), "images": 0}
             if ckpt_dir is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0)
                                          or step == config.steps):
-                _save_checkpoint(ckpt_dir, model, reference, optimizer, step, micro, positions, config, d)
+                _save_checkpoint(ckpt_dir, model, reference, optimizer, step, micro, positions, config, d, text_id)
             if on_step is not None:
                 on_step(step, metrics)
     finally:
@@ -370,7 +395,8 @@ def finetune(
 
 
 def _save_checkpoint(folder: Path, model: ClipagModel, reference: Optional[torch.nn.Module], optimizer: torch.optim.Optimizer,
-                     step: int, micro: int, positions: dict[int, dict], config: FinetuneConfig, d: dist.DistInfo) -> None:
+                     step: int, micro: int, positions: dict[int, dict], config: FinetuneConfig, d: dist.DistInfo,
+                     text_id: str = "") -> None:
     """Gather every rank's data position; the main rank writes atomically and prunes old checkpoints."""
     workers = max(1, config.num_workers)
     local = [positions.get(w, {"epoch": 0, "consumed": 0, "skipped": 0}) for w in range(workers)]
@@ -386,6 +412,7 @@ def _save_checkpoint(folder: Path, model: ClipagModel, reference: Optional[torch
             "data": everyone,
             "rng": state.rng_state(),
             "config": json.dumps(config.to_dict()),
+            "text_fingerprint": text_id,
         }
         if reference is not None:
             ckpt["reference"] = {k: v.detach().cpu() for k, v in reference.state_dict().items()}

@@ -15,6 +15,10 @@ __all__ = ["contrastive_loss", "fare_loss", "combine_losses", "clip_logit_scale"
 MAX_LOGIT_SCALE = 100.0
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def clip_logit_scale(log_scale: torch.Tensor) -> torch.Tensor:
     """``exp(logit_scale)`` clamped at 100, as CLIP does."""
     return log_scale.detach().float().exp().clamp(max=MAX_LOGIT_SCALE)
@@ -30,8 +34,8 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
         raise ValueError(
             f"contrastive_loss needs as many images as captions, got {image_features.shape[0]} and {text_features.shape[0]}"
         )
-    img = F.normalize(image_features.float(), dim=-1)
-    txt = F.normalize(text_features.float(), dim=-1)
+    img = F.normalize(_at_least_fp32(image_features), dim=-1)
+    txt = F.normalize(_at_least_fp32(text_features), dim=-1)
     logits = logit_scale * img @ txt.t()
     labels = torch.arange(img.shape[0], device=img.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
@@ -39,7 +43,7 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
 
 def fare_loss(image_features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
     """FARE (Schlarmann et al. 2024): squared L2 distance of unnormalized embeddings, mean over the batch."""
-    return (image_features.float() - reference_features.float()).pow(2).sum(dim=-1).mean()
+    return (_at_least_fp32(image_features) - _at_least_fp32(reference_features)).pow(2).sum(dim=-1).mean()
 
 
 def combine_losses(

@@ -13,11 +13,23 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ["FORMAT", "save_atomic", "load_checkpoint", "list_checkpoints", "latest_checkpoint", "prune_checkpoints",
+__all__ = ["FORMAT", "fingerprint", "save_atomic", "load_checkpoint", "list_checkpoints", "latest_checkpoint", "prune_checkpoints",
            "rng_state", "set_rng_state"]
 
 FORMAT = "clipag-finetune-v1"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (sorted by name)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -8,6 +8,8 @@ for LPIPS; generation never uses the loss, so every model here is built with tam
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,9 +113,10 @@ def build_vqmodel(config: VqganConfig, state_dict: Optional[Mapping[str, torch.T
     When ``state_dict`` is given it is loaded strictly (``loss.*`` keys must already be gone).
     """
     vqgan = import_taming_vqgan()
-    model = vqgan.VQModel(
-        ddconfig=dict(config.ddconfig), lossconfig=DUMMY_LOSS, n_embed=config.n_embed, embed_dim=config.embed_dim
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # taming prints the latent shape on every build
+        model = vqgan.VQModel(
+            ddconfig=dict(config.ddconfig), lossconfig=DUMMY_LOSS, n_embed=config.n_embed, embed_dim=config.embed_dim
+        )
     if state_dict is not None:
         missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
         if missing or unexpected:

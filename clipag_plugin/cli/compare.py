@@ -1,0 +1,183 @@
+"""``clipag compare PROMPT --models A B``: one labelled side-by-side grid of generations.
+
+Columns are (model, setting) pairs, rows are seeds. A setting is a comma-separated list of
+``GenerateConfig`` fields, e.g. ``"views=1,crops=0,augment=false"`` (``default`` = the recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .generate import add_generation_options, config_from_args, run_cli
+
+__all__ = ["main", "parse_setting", "make_grid"]
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    text = raw.strip()
+    if text.lower() in {"none", "null"}:
+        return None
+    if field.type in ("bool",) or isinstance(field.default, bool):
+        if text.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if text.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"setting {field.name}={raw!r}: expected true or false")
+    kind = type(field.default) if field.default is not None else None
+    if "int" in str(field.type) and "float" not in str(field.type):
+        kind = int
+    elif "float" in str(field.type):
+        kind = float
+    elif kind is None:
+        kind = str
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"setting {field.name}={raw!r}: expected a {kind.__name__}") from None
+
+
+def parse_setting(spec: str) -> dict[str, Any]:
+    """``"views=1,crops=0,augment=false"`` -> ``{"views": 1, "crops": 0, "augment": False}``."""
+    from clipag_plugin.synthesis.loop import GenerateConfig
+
+    fields = {f.name: f for f in dataclasses.fields(GenerateConfig)}
+    spec = spec.strip()
+    if spec in {"", "default"}:
+        return {}
+    out: dict[str, Any] = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"setting {spec!r}: expected name=value pairs separated by ',', e.g. 'views=1,crops=0'")
+        if key not in fields:
+            raise ValueError(f"setting {spec!r}: unknown option {key!r}; valid: {', '.join(fields)}")
+        out[key] = _coerce(fields[key], value)
+    return out
+
+
+def make_grid(cells: Sequence[Sequence], col_labels: Sequence[str], row_labels: Sequence[str], cell: int = 224):
+    """PIL grid: ``cells[row][col]`` PIL images, labels (``\n`` for new lines) above columns, left of rows."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad, line_h = 4, 12
+    wrapped = [_wrap(label, measure, font, cell) for label in col_labels]
+    label_h = pad + line_h * max([len(w) for w in wrapped] + [1])
+    row_w = max([measure.textlength(r, font=font) for r in row_labels] + [0])
+    left = int(row_w) + 2 * pad
+    width = left + len(col_labels) * (cell + pad) + pad
+    height = label_h + len(cells) * (cell + pad) + pad
+    grid = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, lines in enumerate(wrapped):
+        for i, line in enumerate(lines):
+            draw.text((left + c * (cell + pad), pad + line_h * i), line, fill="black", font=font)
+    for r, row in enumerate(cells):
+        y = label_h + r * (cell + pad)
+        draw.text((pad, y + cell // 2 - 5), row_labels[r], fill="black", font=font)
+        for c, image in enumerate(row):
+            tile = image.convert("RGB").resize((cell, cell), Image.NEAREST if image.width < cell else Image.LANCZOS)
+            grid.paste(tile, (left + c * (cell + pad), y))
+    return grid
+
+
+def _wrap(text: str, draw, font, width: int) -> list[str]:
+    """Lines of ``text`` that fit ``width`` pixels: split at newlines, then words, then characters."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        current = ""
+        for ch in paragraph:
+            trial = current + ch
+            if draw.textlength(trial, font=font) <= width or not current:
+                current = trial
+                continue
+            cut = current.rfind(" ")
+            if cut > 0:  # break at the last space when there is one
+                lines.append(current[:cut])
+                current = current[cut + 1 :] + ch
+            else:
+                lines.append(current)
+                current = ch
+        lines.append(current)
+    return lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipag compare",
+        description="Generate the same prompt with several models and/or settings; write one labelled grid.",
+        epilog='Example: clipag compare "a red barn" --models openai-ViT-B/32 ViT-B/32 '
+               '--settings default "views=1,crops=0,augment=false" --out grid.png',
+    )
+    parser.add_argument("prompt")
+    parser.add_argument("--models", nargs="+", default=None, help="models to compare (default: the default model)")
+    parser.add_argument("--settings", nargs="+", default=["default"],
+                        help="settings to compare, each 'name=value,...' over the flags below (default: 'default')")
+    parser.add_argument("--out", default="compare.png", help="grid image (a .json summary is written beside it)")
+    parser.add_argument("--cell", type=int, default=224, help="side of one tile in the grid, pixels")
+    parser.add_argument("--heldout", default=None, metavar="MODEL",
+                        help="also score every result with this CLIP (one none of the runs optimized against)")
+    add_generation_options(parser)
+    return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from clipag_plugin.synthesis.api import generate_tensor
+    from clipag_plugin.synthesis.frames import check_writable
+
+    from .generate import resolve_models
+
+    out = check_writable(args.out)
+    base = config_from_args(args)
+    settings = [(spec, parse_setting(spec)) for spec in args.settings]
+    configs = [(spec, dataclasses.replace(base, **opts)) for spec, opts in settings]
+    models, note = resolve_models(args.models)
+    if note:
+        print(f"clipag compare: {note}", file=sys.stderr)
+    heldout = None
+    if args.heldout:
+        from clipag_plugin.loading import load
+
+        heldout = load(args.heldout, device=args.device)[0]
+    columns, labels, summary = [], [], []
+    for model in models:
+        for spec, config in configs:
+            result = generate_tensor(model, args.prompt, seeds=args.seeds, device=args.device,
+                                     progress=not args.quiet, config=config)
+            columns.append(result.to_pil())
+            cos = ", ".join(f"{float(c):.3f}" for c in result.cosine)
+            label = f"{Path(model).name if Path(model).exists() else model}\n{spec}\ncos {cos}"
+            record = {"model": model, "setting": spec, "best_loss": result.loss.tolist(),
+                      "best_cosine": result.cosine.tolist(), "best_step": result.step.tolist(),
+                      "nan_step": result.nan_step}
+            if heldout is not None:
+                from clipag_plugin.synthesis.evaluate import heldout_cosine
+
+                held = heldout_cosine(heldout, result.images, args.prompt, truncate=config.truncate)
+                record["heldout_cosine"] = held.tolist()
+                label += "\nheld-out " + ", ".join(f"{float(c):.3f}" for c in held)
+            labels.append(label)
+            summary.append(record)
+            print(f"{model} [{spec}]: loss {result.loss.tolist()} cosine {result.cosine.tolist()}"
+                  + (f" held-out cosine {record['heldout_cosine']}" if heldout is not None else ""))
+    rows = [[col[r] for col in columns] for r in range(len(args.seeds))]
+    make_grid(rows, labels, [f"seed {s}" for s in args.seeds], args.cell).save(out)
+    Path(out).with_suffix(".json").write_text(json.dumps(
+        {"prompt": args.prompt, "seeds": args.seeds, "heldout": args.heldout, "config": dataclasses.asdict(base),
+         "columns": summary},
+        indent=2, default=str))
+    print(out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``clipag compare``; returns the exit status (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    return run_cli("compare", lambda: _compare(args))

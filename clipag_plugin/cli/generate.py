@@ -1,0 +1,203 @@
+"""``clipag generate PROMPT``: text-to-image by optimizing pixels against a robust CLIP.
+
+Defaults live in :class:`clipag_plugin.synthesis.loop.GenerateConfig`; flags left out keep them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = ["main", "build_parser", "add_generation_options", "config_from_args", "run_cli", "CliError"]
+
+
+class CliError(Exception):
+    """A bad input, reported as one line without a traceback."""
+
+
+# flag -> (GenerateConfig field, type, help)
+_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("--steps", "steps", int, "optimization steps"),
+    ("--lr", "lr", float, "AdamW learning rate"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
+    ("--grad-clip", "grad_clip", float, "max gradient norm per image"),
+    ("--views", "views", int, "augmented full views per step (V)"),
+    ("--crops", "crops", int, "random crops per step (P)"),
+    ("--view-weight", "view_weight", float, "weight of the views' loss"),
+    ("--crop-weight", "crop_weight", float, "weight of the crops' loss"),
+    ("--crop-size", "crop_size", int, "crop side in pixels (default: 128 at 224, scaled)"),
+    ("--noise-std", "noise_std", float, "std of the pixel noise added to views and crops"),
+    ("--threshold", "threshold", float, "dynamic-threshold quantile p"),
+    ("--distance", "distance", str, "cosine (1 - cos) or spherical (VQGAN+CLIP's)"),
+    ("--size", "size", int, "image side in pixels (default: the model's input resolution)"),
+    ("--init", "init", str, "gmm, noise, gray or image"),
+    ("--init-image", "init_image", str, "picture to start from (with --init image)"),
+    ("--gmm", "gmm_path", str, "GMM file from `clipag gmm fit` (default: the shipped one)"),
+    ("--candidates", "gmm_candidates", int, "GMM samples scored to pick the start"),
+    ("--save-every", "save_every", int, "write a frame every K steps"),
+]
+
+
+def add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """The optimization flags shared by ``generate`` and ``compare`` (defaults from GenerateConfig)."""
+    from clipag_plugin.synthesis.loop import GenerateConfig
+
+    defaults = GenerateConfig()
+    group = parser.add_argument_group("optimization (defaults: the CLIPAG notebook)")
+    from clipag_plugin.guidance.losses import DISTANCES
+    from clipag_plugin.synthesis.init import INITS
+
+    choices = {"init": list(INITS), "distance": list(DISTANCES)}
+    for flag, name, kind, help_ in _OPTIONS:
+        group.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name),
+                           help=f"{help_} (default: {getattr(defaults, name)})")
+    group.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                       help="no colour/translation/resize/cutout/noise: with --views 1 --crops 0 the encoder "
+                            "runs once per step")
+    group.add_argument("--no-threshold", dest="no_threshold", action="store_true",
+                       help="plain clamp to [0, 1] instead of dynamic thresholding")
+    group.add_argument("--truncate", dest="truncate", action="store_true", default=None,
+                       help="cut prompts longer than the model's context length instead of failing")
+    parser.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0],
+                        help="one or more seeds (several: a batch, one image each)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):
+    """GenerateConfig with the flags that were given."""
+    from clipag_plugin.synthesis.loop import GenerateConfig
+
+    given = {name: getattr(args, name) for _, name, _, _ in _OPTIONS if getattr(args, name) is not None}
+    if args.augment is not None:
+        given["augment"] = args.augment
+    if args.truncate:
+        given["truncate"] = True
+    if args.no_threshold:
+        given["threshold"] = None
+    return GenerateConfig(**given)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipag generate",
+        description="Generator-free text-to-image: optimize pixels so a robust CLIP matches the prompt.",
+        epilog='Prompt syntax: "a red barn:1 | blurry:-0.3" (text:weight[:stop], negative weights push away).',
+    )
+    parser.add_argument("prompt", help="text prompt(s)")
+    parser.add_argument("--model", nargs="+", default=None,
+                        help="model name(s) or path(s); several = an ensemble (losses summed). "
+                             "Default: ViT-B/32 when cached or reachable, else the embedded 'mini'")
+    parser.add_argument("--out", default="clipag.png", help="output image (several seeds: NAME_s<seed>.png)")
+    parser.add_argument("--gif", default=None, help="also write an animated GIF of the frames (needs --save-every)")
+    add_generation_options(parser)
+    return parser
+
+
+def resolve_models(names: Optional[Sequence[str]]) -> tuple[list[str], str]:
+    """The model names to use, and a note saying which default was picked (if one was)."""
+    from clipag_plugin.synthesis.api import default_model_choice
+
+    if names:
+        return list(names), ""
+    name, reason = default_model_choice()
+    return [name], f"using model {name!r}: {reason}"
+
+
+def output_paths(out: Path, seeds: Sequence[int]) -> list[Path]:
+    """One path per seed (the given one when there is a single seed)."""
+    if len(seeds) == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_s{seed}{out.suffix}") for seed in seeds]
+
+
+def run_cli(command: str, body) -> int:
+    """Run ``body()``; turn bad-input exceptions into one line on stderr and exit status 2."""
+    from clipag_plugin.tokenizer import ContextLengthError
+
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print(f"clipag {command}: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, KeyError, FileNotFoundError, OSError, ContextLengthError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"clipag {command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from clipag_plugin.synthesis.api import generate_tensor
+    from clipag_plugin.synthesis.frames import check_writable, save_gif
+    from clipag_plugin.synthesis.loop import NonFiniteLossWarning
+
+    config = config_from_args(args)
+    out = check_writable(args.out)
+    paths = [check_writable(p) for p in output_paths(out, args.seeds)]
+    if args.gif:
+        check_writable(args.gif)
+        if not config.save_every:
+            raise CliError("--gif needs frames: add --save-every K (e.g. --save-every 5)")
+    models, note = resolve_models(args.model)
+    if note:
+        print(f"clipag generate: {note}", file=sys.stderr)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonFiniteLossWarning)
+        result = generate_tensor(models if len(models) > 1 else models[0], args.prompt, seeds=args.seeds,
+                                 device=args.device, progress=not args.quiet, config=config)
+    seconds = time.perf_counter() - start
+    for w in caught:  # the NaN warning becomes the message below; pass others on
+        if not issubclass(w.category, NonFiniteLossWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for path, image in zip(paths, result.to_pil(), strict=True):
+        image.save(path)
+    frame_dir = None
+    if result.frames:
+        frame_dir = out.with_name(out.stem + "_frames")
+        frame_dir.mkdir(exist_ok=True)
+        from torchvision.transforms.functional import to_pil_image
+
+        gif_frames = []
+        for step, batch in result.frames:
+            for seed, img in zip(result.seeds, batch, strict=True):
+                pil = to_pil_image(img.clamp(0, 1))
+                pil.save(frame_dir / f"s{seed}_step{step:04d}.png")
+                if seed == result.seeds[0]:
+                    gif_frames.append(pil)
+        if args.gif:
+            save_gif(gif_frames, args.gif)
+    summary = {
+        "prompt": args.prompt,
+        "prompts": [dataclasses.asdict(p) for p in result.prompts],
+        "models": result.models,
+        "seeds": result.seeds,
+        "config": dataclasses.asdict(config),
+        "best_loss": result.loss.tolist(),
+        "best_cosine": result.cosine.tolist(),
+        "best_step": result.step.tolist(),
+        "nan_step": result.nan_step,
+        "seconds": round(seconds, 3),
+        "outputs": [str(p) for p in paths],
+        "frames": str(frame_dir) if frame_dir else None,
+    }
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
+    for path, seed, loss, cos, step in zip(paths, result.seeds, result.loss, result.cosine, result.step, strict=True):
+        print(f"{path}  seed {seed}  loss {float(loss):.4f}  cosine {float(cos):.4f}  best step {int(step)}")
+    if result.nan_step is not None:
+        print(f"clipag generate: loss became NaN/inf at step {result.nan_step}; saved the best image so far "
+              "(try a lower --lr)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``clipag generate``; returns the exit status (2 for bad input, 1 when the loss went NaN)."""
+    args = build_parser().parse_args(argv)
+    return run_cli("generate", lambda: _generate(args))

@@ -1,0 +1,90 @@
+"""Adversarial fine-tuning of mini-vanilla with the project's trainer (-> ``mini``).
+
+The world is an endless stream of freshly rendered, varied training images, each batch with
+distinct captions; :func:`clipag_plugin.train.finetune` does the rest (PGD-L2 on the
+contrastive loss, frozen text tower and logit scale), exactly as for a real CLIP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from . import world
+from .pretrain import caption_tokens
+
+__all__ = ["RobustConfig", "WorldStream", "finetune_config", "make_robust"]
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """Recipe of the robust model (fed into :class:`clipag_plugin.train.FinetuneConfig`)."""
+
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup: int = 20
+    eps: float = 0.5  # L2 radius in [0, 1] pixels at 64x64 (see the eps sweep in docs/mini-world.md)
+    pgd_steps: int = 3
+    clean_weight: float = 0.0
+    seed: int = 0
+    variation: world.Variation = world.TRAIN
+
+
+class WorldStream:
+    """Re-iterable, seeded stream of ``(images01, tokens)`` batches with distinct captions."""
+
+    def __init__(self, batch_size: int, seed: int, variation: world.Variation = world.TRAIN) -> None:
+        self.batch_size, self.seed, self.variation = batch_size, seed, variation
+        self.tokens = caption_tokens()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed)
+        while True:
+            ids = torch.randperm(len(self.tokens), generator=g)[: self.batch_size]
+            yield world.render(world.scenes_from_indices(ids, g, self.variation)), self.tokens[ids]
+
+
+def finetune_config(cfg: RobustConfig):
+    """The trainer's config for this recipe."""
+    from ..train import FinetuneConfig
+
+    return FinetuneConfig(
+        model="mini-vanilla",
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        accum_steps=1,
+        lr=cfg.lr,
+        weight_decay=1e-4,
+        warmup_steps=cfg.warmup,
+        grad_clip=1.0,
+        precision="fp32",
+        train_batchnorm=True,
+        norm="l2",
+        eps=cfg.eps,
+        pgd_steps=cfg.pgd_steps,
+        random_start=True,
+        attack_loss="contrastive",
+        clean_weight=cfg.clean_weight,
+        seed=cfg.seed,
+        num_workers=0,
+        log_every=25,
+        checkpoint_every=0,
+        device="cpu",
+    )
+
+
+def make_robust(vanilla_folder: Path, cfg: RobustConfig = RobustConfig(), out_dir: Optional[Path] = None,
+                progress: bool = True):
+    """Load the vanilla folder through ``clipag.load`` and fine-tune it; returns the ``ClipagModel``."""
+    from ..loading import load
+    from ..train import finetune
+    from .pretrain import MINI_MODEL_CFG
+
+    model, _ = load(str(vanilla_folder), device="cpu")
+    data = WorldStream(cfg.batch_size, cfg.seed + 7, cfg.variation)
+    return finetune(model, data, finetune_config(cfg), out_dir=out_dir, progress=progress,
+                    model_cfg=MINI_MODEL_CFG, export=False)

@@ -1,0 +1,15 @@
+"""Generator-free text-to-image: optimize pixels against a robust CLIP (the CLIPAG paper's headline)."""
+
+from __future__ import annotations
+
+from .api import default_model_choice, generate, generate_tensor, resolve_default_model
+from .loop import GenerateConfig, GenerationResult
+
+__all__ = [
+    "generate",
+    "generate_tensor",
+    "resolve_default_model",
+    "default_model_choice",
+    "GenerateConfig",
+    "GenerationResult",
+]

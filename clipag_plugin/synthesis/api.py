@@ -1,0 +1,294 @@
+"""``generate``: text -> image by optimizing pixels against one or more robust CLIPs.
+
+``generate(model, prompt, **options)`` returns a PIL image; :func:`generate_tensor` returns the
+full :class:`~.loop.GenerationResult` (tensors, best loss, cosine, step, history, frames).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from ..guidance.losses import prompt_loss
+from ..guidance.prompts import Prompt, parse_prompts
+from .init import INITS, gmm_init, gray_init, image_init, noise_init
+from .loop import GenerateConfig, GenerationResult, Guide, optimize
+
+__all__ = [
+    "generate",
+    "generate_tensor",
+    "resolve_default_model",
+    "default_model_choice",
+    "load_guides",
+    "make_init",
+    "MIN_SIZE",
+    "MAX_SIZE",
+]
+
+MIN_SIZE, MAX_SIZE = 16, 2048
+DEFAULT_MODEL, FALLBACK_MODEL = "ViT-B/32", "mini"
+_ZENODO_TIMEOUT_S = 3.0
+
+ModelLike = Union[str, torch.nn.Module, tuple]
+
+
+def _vitb32_cached(download_root: Optional[str] = None) -> bool:
+    from ..hub import cache_root
+    from ..registry import get_entry
+
+    src = get_entry(DEFAULT_MODEL).source
+    folder = cache_root(download_root)
+    converted = folder / (Path(src.filename).stem + ".safetensors")
+    raw = folder / src.filename
+    return converted.is_file() or (raw.is_file() and raw.stat().st_size == src.size_bytes)
+
+
+def _reachable(url: str, timeout: float = _ZENODO_TIMEOUT_S) -> bool:
+    import urllib.request
+
+    try:
+        request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "clipag-plugin"})
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except Exception:  # any failure (DNS, timeout, HTTP error) means "not reachable now"
+        return False
+
+
+def _mini_available() -> bool:
+    from ..loading import CONFIG_NAME, _packaged_folder
+    from ..registry import get_entry
+
+    try:
+        return (_packaged_folder(get_entry(FALLBACK_MODEL).source) / CONFIG_NAME).is_file()
+    except KeyError:
+        return False
+
+
+def default_model_choice(download_root: Optional[str] = None, check_network: bool = True) -> tuple[str, str]:
+    """``(name, reason)`` of the default model: CLIPAG ViT-B/32 when cached or downloadable, else ``mini``.
+
+    Raises ``FileNotFoundError`` when neither is usable.
+    """
+    from ..hub import is_offline
+    from ..registry import get_entry
+
+    if _vitb32_cached(download_root):
+        return DEFAULT_MODEL, "its weights are cached"
+    offline = is_offline()
+    if not offline and check_network and _reachable(get_entry(DEFAULT_MODEL).source.url):
+        return DEFAULT_MODEL, "its weights are reachable (they will be downloaded once, 1.3 GB)"
+    why = "offline mode is on" if offline else "its weights are not cached and Zenodo is not reachable"
+    if _mini_available():
+        return FALLBACK_MODEL, f"ViT-B/32 is unavailable ({why})"
+    raise FileNotFoundError(
+        f"No default model: ViT-B/32 is unavailable ({why}) and the embedded 'mini' model is not installed. "
+        "Pass a model explicitly (--model NAME or a path), or run `clipag download ViT-B/32` on a connected machine."
+    )
+
+
+def resolve_default_model(download_root: Optional[str] = None, check_network: bool = True) -> str:
+    """Name of the default model (see :func:`default_model_choice`)."""
+    return default_model_choice(download_root, check_network)[0]
+
+
+def _as_model(item: ModelLike, device: Optional[str]) -> torch.nn.Module:
+    if isinstance(item, tuple):
+        item = item[0]
+    if isinstance(item, (str, os.PathLike)):
+        from ..loading import load
+
+        return load(str(item), device=device)[0]
+    if hasattr(item, "encode_pixels") and hasattr(item, "encode_text"):
+        return item
+    if hasattr(item, "encode_image") and hasattr(item, "encode_text") and hasattr(item, "visual"):
+        return _PixelEncoder(item)  # an OpenAI `clip` or open_clip model
+    raise ValueError(
+        f"model {type(item).__name__} has no encode_image/encode_text; pass a name, a path, or a model "
+        "returned by clipag.load (or OpenAI's clip.load / open_clip)"
+    )
+
+
+class _PixelEncoder(torch.nn.Module):
+    """Give an OpenAI ``clip`` / open_clip model the ``encode_pixels`` the loop uses (OpenAI mean/std)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        from ..model import ClipagModel
+        from ..preprocess import OPENAI_MEAN, OPENAI_STD
+
+        super().__init__()
+        self.model = model
+        visual = model.visual
+        size = getattr(visual, "input_resolution", None) or getattr(visual, "image_size", 224)
+        self.visual = visual
+        visual.input_resolution = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.context_length = int(getattr(model, "context_length", 77))
+        self.name = type(model).__name__
+        self.register_buffer("image_mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(OPENAI_STD).view(1, 3, 1, 1), persistent=False)
+        self._resize = ClipagModel.encode_pixels
+
+    def normalize(self, image01: torch.Tensor) -> torch.Tensor:
+        return (image01 - self.image_mean.to(image01)) / self.image_std.to(image01)
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.model.visual.parameters()).dtype
+        return self.model.encode_image(image.type(dtype))
+
+    def encode_pixels(self, image01: torch.Tensor) -> torch.Tensor:
+        return self._resize(self, image01)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens[..., : self.context_length].long())
+
+
+def _encode_prompts(model: torch.nn.Module, prompts: Sequence[Prompt], truncate: bool) -> torch.Tensor:
+    from ..tokenizer import tokenize
+
+    device = next(model.parameters()).device
+    tokens = tokenize([p.text for p in prompts], context_length=model.context_length, truncate=truncate)
+    with torch.no_grad():
+        emb = model.encode_text(tokens.to(device)).float()
+    return emb / emb.norm(dim=-1, keepdim=True)
+
+
+def load_guides(
+    models: Union[ModelLike, Sequence[ModelLike], None],
+    prompts: Sequence[Prompt],
+    device: Optional[str] = None,
+    truncate: bool = False,
+) -> list[Guide]:
+    """Load each model (names, paths or loaded models) and embed the prompts with it."""
+    if models is None:
+        models = resolve_default_model()
+    items = list(models) if isinstance(models, list) else [models]
+    if not items:
+        raise ValueError("no model given; pass a name such as 'ViT-B/32' or 'mini', or a loaded model")
+    guides = []
+    for item in items:
+        model = _as_model(item, device)
+        texts = _encode_prompts(model, prompts, truncate)
+        weights = torch.tensor([p.weight for p in prompts], device=texts.device)
+        stops = None
+        if any(p.stop != float("-inf") for p in prompts):
+            stops = torch.tensor([p.stop for p in prompts], device=texts.device)
+        label = getattr(model, "name", "") or (item if isinstance(item, str) else type(model).__name__)
+        guides.append(Guide(model, texts, weights, stops, name=str(label)))
+    return guides
+
+
+def _check_size(size: int, guides: Sequence[Guide]) -> None:
+    resolutions = sorted({int(g.model.visual.input_resolution) for g in guides})
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(
+            f"size {size!r} is not supported: choose an integer between {MIN_SIZE} and {MAX_SIZE} "
+            f"(the model(s) see images resized to {', '.join(map(str, resolutions))} px; that is the natural size)"
+        )
+
+
+def _device_of(guides: Sequence[Guide]) -> torch.device:
+    return next(guides[0].model.parameters()).device
+
+
+def make_init(guides: Sequence[Guide], config: GenerateConfig, size: int, seed: int) -> torch.Tensor:
+    """The starting image of one seed ``(1, 3, size, size)`` on the models' device."""
+    device = _device_of(guides)
+    generator = torch.Generator().manual_seed(seed)
+    if config.init not in INITS:
+        raise ValueError(f"init {config.init!r} is unknown; choose from {', '.join(INITS)}")
+    if config.init == "noise":
+        x = noise_init(size, generator)
+    elif config.init == "gray":
+        x = gray_init(size)
+    elif config.init == "image":
+        if not config.init_image:
+            raise ValueError("init 'image' needs a picture: pass init_image=PATH (CLI: --init image --init-image PATH)")
+        x = image_init(config.init_image, size)
+    else:
+        from .gmm import load_gmm
+
+        gmm = load_gmm(config.gmm_path)
+
+        def score(chunk: torch.Tensor) -> torch.Tensor:
+            chunk = chunk.to(device)
+            return sum(
+                prompt_loss(g.model.encode_pixels(chunk).float(), g.texts, g.weights, None, config.distance, len(chunk))
+                for g in guides
+            ).cpu()
+
+        x = gmm_init(gmm, size, generator, score, config.gmm_candidates)
+    return x.to(device)
+
+
+def _config(config: Optional[GenerateConfig], options: dict[str, Any]) -> GenerateConfig:
+    names = {f.name for f in dataclasses.fields(GenerateConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"unknown generate option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    return dataclasses.replace(config or GenerateConfig(), **options)
+
+
+def generate_tensor(
+    model: Union[ModelLike, Sequence[ModelLike], None] = None,
+    prompt: Union[str, Prompt, Sequence[Union[str, Prompt]]] = "",
+    *,
+    seeds: Union[int, Sequence[int]] = 0,
+    device: Optional[str] = None,
+    progress: bool = True,
+    config: Optional[GenerateConfig] = None,
+    **options: Any,
+) -> GenerationResult:
+    """Generate one image per seed; return the :class:`GenerationResult` (images ``(B, 3, S, S)``).
+
+    Args:
+        model: a name (``"ViT-B/32"``, ``"mini"``, ``"hf-hub:..."``), a path, a model from
+            :func:`clipag.load` (or its ``(model, preprocess)`` pair), or a list of them (an
+            ensemble: losses are summed). ``None`` picks :func:`resolve_default_model`.
+        prompt: ``"a red barn:1 | blurry:-0.3"`` syntax, or a list of such strings / Prompts.
+        seeds: one seed or a list (a batch, optimized together, each independent of the others).
+        device: where to load models given by name (default: cuda, mps, then cpu).
+        config, options: :class:`GenerateConfig` and/or its fields as keywords (``steps=50``,
+            ``views=1, crops=0, augment=False``, ...).
+    """
+    cfg = _config(config, options)
+    prompts = parse_prompts(prompt)
+    if not any(p.weight > 0 for p in prompts):
+        raise ValueError("at least one prompt needs a positive weight (negative prompts only push away)")
+    seed_list = [seeds] if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("seeds is empty; pass an int or a non-empty list of ints")
+    if model is None:
+        model, reason = default_model_choice()
+        if progress:
+            print(f"clipag.generate: using model {model!r}: {reason}", file=sys.stderr)
+    guides = load_guides(model, prompts, device, cfg.truncate)
+    size = cfg.size or int(guides[0].model.visual.input_resolution)
+    _check_size(size, guides)
+    init = torch.cat([make_init(guides, cfg, size, s) for s in seed_list])
+    # views get their own stream so that changing the init (or the number of candidates) keeps them
+    generators = [torch.Generator().manual_seed(s + 0x5EED) for s in seed_list]
+    result = optimize(init, guides, cfg, generators, progress=progress)
+    result.seeds, result.models, result.prompts = seed_list, [g.name for g in guides], prompts
+    return result
+
+
+def generate(
+    model: Union[ModelLike, Sequence[ModelLike], None],
+    prompt: Union[str, Prompt, Sequence[Union[str, Prompt]]],
+    **options: Any,
+):
+    """Text -> ``PIL.Image`` with a robust CLIP (a list of images when ``seeds`` is a list).
+
+    Same arguments as :func:`generate_tensor`. Example::
+
+        import clipag
+        image = clipag.generate("ViT-B/32", "a watercolor of a fox", steps=100, seeds=0)
+        image.save("fox.png")
+    """
+    seeds = options.get("seeds", 0)
+    images = generate_tensor(model, prompt, **options).to_pil()
+    return images if not isinstance(seeds, int) else images[0]

@@ -1,0 +1,88 @@
+"""Judge API and the measurement's pure pieces (fast, no shipped CLIP needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clipag_plugin.mini import judge as J
+from clipag_plugin.mini import pag, world
+
+
+def test_judge_forward_gives_one_logit_vector_per_attribute():
+    judge = J.Judge(width=8)
+    out = judge(torch.rand(2, 3, 64, 64))
+    assert {k: v.shape for k, v in out.items()} == {"colour": (2, 6), "shape": (2, 4), "position": (2, 5), "background": (2, 6)}
+    assert judge(torch.rand(1, 3, 96, 96))["shape"].shape == (1, 4)  # other sizes are resized
+
+
+def test_judge_save_load_round_trip(tmp_path):
+    judge = J.Judge(width=8).eval()
+    path = J.save_judge(judge, tmp_path / "j.safetensors")
+    again = J.load_judge(path)
+    x = torch.rand(3, 3, 64, 64)
+    for k, v in judge(x).items():
+        assert torch.allclose(v, again(x)[k], atol=2e-2)  # fp16 storage
+
+
+def test_score_needs_one_prompt_per_image():
+    with pytest.raises(ValueError, match="one prompt per image"):
+        J.score(torch.rand(2, 3, 64, 64), ["a red circle on the left, green background"], J.Judge(8))
+
+
+def test_shipped_judge_reads_clean_and_varied_renders():
+    judge = J.load_judge()
+    ids = torch.arange(0, 600, 3)
+    texts = [world.all_captions()[i] for i in ids.tolist()]
+    clean = J.score(world.render_clean(ids, seed=99), texts, judge)
+    varied = J.score(world.render(world.scenes_from_indices(ids, torch.Generator().manual_seed(5), world.TRAIN)), texts, judge)
+    assert clean["all"] >= 0.95 and varied["all"] >= 0.9
+    blank = torch.full((4, 3, 64, 64), 0.5)
+    assert J.score(blank, texts[:4], judge)["colour+shape"] <= 0.5
+
+
+def test_score_folder_reads_pngs_with_prompts_json_or_sidecar_txt(tmp_path):
+    from PIL import Image
+
+    ids = [0, 100, 200, 300]
+    images = world.render_clean(ids, seed=1)
+    texts = [world.all_captions()[i] for i in ids]
+    table = {}
+    for i, (img, text) in enumerate(zip(images, texts)):
+        array = (img.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        Image.fromarray(array).save(tmp_path / f"{i}.png")
+        if i % 2:
+            (tmp_path / f"{i}.txt").write_text(text)
+        else:
+            table[f"{i}.png"] = text
+    (tmp_path / "prompts.json").write_text(json.dumps(table))
+    assert J.score_folder(tmp_path)["all"] == 1.0
+    (tmp_path / "extra.png").write_bytes((tmp_path / "0.png").read_bytes())
+    with pytest.raises(FileNotFoundError, match="no prompt found"):
+        J.score_folder(tmp_path)
+
+
+def test_init_gaussian_is_caption_agnostic_and_in_range():
+    gauss = pag.fit_init(n=400, res=8, seed=0)
+    x = pag.sample_init(gauss, 5, torch.Generator().manual_seed(0), shrink=0.35)
+    assert x.shape == (5, 3, 64, 64) and x.min() >= 0 and x.max() <= 1
+    y = pag.sample_init(gauss, 5, torch.Generator().manual_seed(0), shrink=0.0)
+    assert torch.allclose(y[0], y[1])  # shrink 0 = the mean image
+
+
+def test_blur_and_total_variation_gradcheck():
+    x = torch.rand(1, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: pag._blur(t, 1.0), (x,))
+    y = torch.rand(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(pag.total_variation, (y,))
+    flat = torch.ones(1, 3, 8, 8)
+    assert pag.total_variation(flat) == 0
+    assert torch.allclose(pag._blur(flat, 1.5), flat)
+
+
+def test_seeded_prompts_are_fixed_and_distinct():
+    a, ia = pag.seeded_prompts(60)
+    b, ib = pag.seeded_prompts(60)
+    assert a == b and len(set(a)) == 60 and torch.equal(ia, ib)

@@ -1,0 +1,98 @@
+"""The shipped mini models: loadable offline through clipag.load, small, trained, and robust
+where vanilla is not. Also the CI check of the PAG effect (synthesis judged per attribute)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import clipag
+from clipag_plugin.mini import judge as J
+from clipag_plugin.mini import pag, pretrain, world
+from clipag_plugin.mini.build import default_out, sha256_of
+
+WEIGHTS = default_out()
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    loaded = {name: clipag.load(name, device="cpu")[0] for name in ("mini-vanilla", "mini")}
+    for m in loaded.values():
+        m.requires_grad_(False)
+    return loaded
+
+
+def test_shipped_files_are_small_and_match_the_build_record():
+    record = json.loads((WEIGHTS / "build.json").read_text())
+    total = 0
+    for rel, info in record["files"].items():
+        path = WEIGHTS / rel
+        assert path.stat().st_size == info["bytes"]
+        assert sha256_of(path) == info["sha256"], f"{rel} differs from build.json; rebuild or update the record"
+        total += info["bytes"]
+    assert total <= 20 * 1024 * 1024
+
+
+def test_models_have_the_clip_surface_and_read_clipag_tokenize(models):
+    for m in models.values():
+        assert m.visual.input_resolution == 64 and m.context_length == 77
+        assert m.dtype == torch.float32  # fp16 storage, fp32 weights after load
+        tokens = clipag.tokenize(["a red circle on the left, green background"])
+        assert tokens.shape == (1, 77)
+        logits_i, logits_t = m(m.normalize(world.render_clean([0])), tokens)
+        assert logits_i.shape == logits_t.shape == (1, 1)
+
+
+def test_text_tower_and_logit_scale_are_shared_by_the_robust_model(models):
+    v, r = (models[n].inner.state_dict() for n in ("mini-vanilla", "mini"))
+    for key in v:
+        if not key.startswith("visual."):
+            assert torch.equal(v[key], r[key]), key
+    assert any(not torch.equal(v[k], r[k]) for k in v if k.startswith("visual."))
+
+
+def test_clean_and_attacked_caption_retrieval(models):
+    ids = torch.randperm(600, generator=torch.Generator().manual_seed(0))[:96]
+    images = world.render_clean(ids, seed=7)
+    acc = {}
+    for name, m in models.items():
+        txt = pretrain.text_features(m.inner)
+        acc[name] = (pag.attacked_retrieval(m.inner, images, ids, 0.0, txt=txt),
+                     pag.attacked_retrieval(m.inner, images, ids, 1.0, steps=5, txt=txt))
+    assert acc["mini"][0] >= 0.93 and acc["mini-vanilla"][0] >= 0.9, acc  # 600-caption figures: 0.967, 0.943
+    # measured with 10 PGD steps on 300 images: 0.47 vs 0.09 (docs/mini-world.md)
+    assert acc["mini"][1] >= acc["mini-vanilla"][1] + 0.2, acc
+
+
+@pytest.mark.xfail(strict=False, reason="PAG target not reached by the shipped mini models (docs/mini-world.md)")
+def test_pag_gap_robust_paints_the_prompt_vanilla_does_not(models):
+    """Synthesis on 12 seeded prompts, augmentation off, judged by the shipped judge.
+
+    This is the issue's target gap; it is expected to fail until a recipe reaches it, and to
+    start passing (XPASS) when one does.
+    """
+    prompts, _ = pag.seeded_prompts(12, seed=7)
+    gauss = pag.fit_init(n=1500, seed=0)
+    init = pag.sample_init(gauss, len(prompts), torch.Generator().manual_seed(11))
+    judge = J.load_judge()
+    cfg = pag.SynthConfig(steps=60, augment=False)
+    acc = {name: J.score(pag.synthesize(m.inner, prompts, init, cfg), prompts, judge) for name, m in models.items()}
+    gap = acc["mini"]["colour+shape"] - acc["mini-vanilla"]["colour+shape"]
+    assert gap >= 0.25, acc
+
+
+def test_synthesis_reaches_the_prompt_with_both_models(models):
+    """The measurement's pixel optimization works: each model's images end near its prompt."""
+    prompts, _ = pag.seeded_prompts(6, seed=3)
+    init = pag.sample_init(pag.fit_init(n=800, seed=0), len(prompts), torch.Generator().manual_seed(1))
+    tokens = clipag.tokenize(prompts)
+    for name, m in models.items():
+        images = pag.synthesize(m.inner, prompts, init, pag.SynthConfig(steps=30))
+        with torch.no_grad():
+            before = torch.nn.functional.cosine_similarity(m.encode_pixels(init), m.encode_text(tokens))
+            after = torch.nn.functional.cosine_similarity(m.encode_pixels(images), m.encode_text(tokens))
+        assert (after > before + 0.1).all(), (name, before, after)

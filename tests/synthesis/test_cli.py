@@ -1,0 +1,145 @@
+"""`clipag generate`, `clipag compare`, `clipag gmm`: outputs, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipag_plugin.cli import main as clipag_main
+from clipag_plugin.cli.compare import parse_setting
+
+FAST = ["--steps", "3", "--views", "1", "--crops", "1", "--init", "noise", "--quiet"]
+
+
+def test_generate_writes_image_summary_frames_and_gif(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "fox.png"
+    rc = clipag_main(["generate", "a fox | blurry:-0.3", "--model", str(tiny_model_dir), "--out", str(out),
+                      "--save-every", "1", "--gif", str(tmp_path / "fox.gif"), *FAST])
+    assert rc == 0
+    assert Image.open(out).size == (32, 32)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["config"]["steps"] == 3 and summary["config"]["lr"] == 0.0175 and len(summary["best_loss"]) == 1
+    assert len(list((tmp_path / "fox_frames").glob("*.png"))) == 3
+    gif = Image.open(tmp_path / "fox.gif")
+    assert getattr(gif, "n_frames", 1) == 3
+    assert "loss" in capsys.readouterr().out
+
+
+def test_generate_batch_of_seeds_and_no_augment(tiny_model_dir, tmp_path):
+    out = tmp_path / "b.png"
+    rc = clipag_main(["generate", "a barn", "--model", str(tiny_model_dir), "--out", str(out), "--seed", "3", "4",
+                      "--views", "1", "--crops", "0", "--no-augment", "--steps", "2", "--init", "gray", "--quiet"])
+    assert rc == 0 and (tmp_path / "b_s3.png").is_file() and (tmp_path / "b_s4.png").is_file()
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["augment"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--out", "/nonexistent-dir/x.png"], "does not exist"),
+        (["--out", "{tmp}/x.unknownext"], "extension"),
+        (["--size", "4"], "not supported"),
+        (["--model", "no-such-model"], "Unknown model"),
+        (["--init", "image", "--init-image", "{tmp}/missing.png"], "not found"),
+        (["--gif", "{tmp}/a.gif"], "--save-every"),
+        (["--lr", "-1"], "lr"),
+    ],
+)
+def test_generate_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys, args, match):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    base = ["generate", "a fox", *FAST]
+    if "--model" not in args:
+        base += ["--model", str(tiny_model_dir)]
+    if "--out" not in args:
+        base += ["--out", str(tmp_path / "o.png")]
+    rc = clipag_main(base + args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and match in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_generate_empty_and_long_prompt(tiny_model_dir, tmp_path, capsys):
+    base = ["--model", str(tiny_model_dir), "--out", str(tmp_path / "o.png"), *FAST]
+    assert clipag_main(["generate", " ", *base]) == 2
+    assert clipag_main(["generate", "word " * 100, *base]) == 2
+    assert "truncate" in capsys.readouterr().err
+    assert clipag_main(["generate", "word " * 100, "--truncate", *base]) == 0
+
+
+def test_generate_read_only_folder(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    # tests may run as root (who can write anywhere), so stand in for a read-only folder
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    monkeypatch.setattr("clipag_plugin.synthesis.frames.os.access", lambda path, mode: str(path) != str(ro))
+    rc = clipag_main(["generate", "a", "--model", str(tiny_model_dir), "--out", str(ro / "x.png"), *FAST])
+    assert rc == 2 and "not writable" in capsys.readouterr().err
+
+
+def test_compare_writes_a_labelled_grid(tiny_model_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    rc = clipag_main(["compare", "a fox", "--models", str(tiny_model_dir), "--settings", "default",
+                      "views=1,crops=0,augment=false", "--seed", "0", "1", "--cell", "48", "--out", str(out),
+                      "--heldout", str(tiny_model_dir), *FAST])
+    assert rc == 0
+    grid = Image.open(out)
+    assert grid.width > 2 * 48 and grid.height > 2 * 48
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert [c["setting"] for c in summary["columns"]] == ["default", "views=1,crops=0,augment=false"]
+    # scored by the same weights, the held-out cosine is the cosine of the (un-augmented) best image
+    assert len(summary["columns"][1]["heldout_cosine"]) == 2
+    assert summary["columns"][1]["heldout_cosine"] == pytest.approx(summary["columns"][1]["best_cosine"], abs=1e-4)
+
+
+def test_parse_setting():
+    assert parse_setting("views=1, crops=0,augment=false") == {"views": 1, "crops": 0, "augment": False}
+    assert parse_setting("threshold=none,lr=0.1") == {"threshold": None, "lr": 0.1}
+    assert parse_setting("default") == {}
+    for bad in ("views", "colour=1", "augment=maybe", "views=x"):
+        with pytest.raises(ValueError):
+            parse_setting(bad)
+
+
+def test_compare_bad_setting_is_one_line(tiny_model_dir, tmp_path, capsys):
+    rc = clipag_main(["compare", "a", "--models", str(tiny_model_dir), "--settings", "colour=1",
+                      "--out", str(tmp_path / "g.png"), *FAST])
+    assert rc == 2 and "unknown option" in capsys.readouterr().err
+
+
+def test_gmm_fit_and_sample(tmp_path, capsys):
+    for cls, color in (("a", (200, 0, 0)), ("b", (0, 0, 200))):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        arr = np.full((20, 20, 3), color, dtype=np.uint8)
+        arr[::3] = 128
+        Image.fromarray(arr).save(tmp_path / "imgs" / cls / "x.png")
+    out = tmp_path / "g.npz"
+    assert clipag_main(["gmm", "fit", str(tmp_path / "imgs"), "--out", str(out), "--resolution", "4",
+                        "--patches-per-image", "60"]) == 0
+    assert out.is_file() and "2 classes" in capsys.readouterr().out
+    assert clipag_main(["gmm", "sample", "--gmm", str(out), "--out", str(tmp_path / "s.png"), "--n", "4"]) == 0
+    assert clipag_main(["gmm", "fit", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+def test_generate_nan_saves_best_and_exits_1(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from clipag_plugin.guidance.prompts import Prompt
+    from clipag_plugin.synthesis import api
+    from clipag_plugin.synthesis.loop import GenerationResult
+
+    def fake_generate(*args, **kwargs):
+        return GenerationResult(torch.full((1, 3, 8, 8), 0.5), torch.tensor([0.9]), torch.tensor([0.1]),
+                                torch.tensor([2]), seeds=[0], models=["m"], prompts=[Prompt("a")], nan_step=3)
+
+    monkeypatch.setattr(api, "generate_tensor", fake_generate)
+    out = tmp_path / "n.png"
+    rc = clipag_main(["generate", "a", "--model", str(tiny_model_dir), "--out", str(out), "--quiet"])
+    assert rc == 1 and out.is_file() and "step 3" in capsys.readouterr().err
+
+
+def test_generate_without_any_default_model(tmp_path, capsys, monkeypatch, offline_hub):
+    from clipag_plugin.synthesis import api
+
+    monkeypatch.setattr(api, "_mini_available", lambda: False)
+    rc = clipag_main(["generate", "a", "--out", str(tmp_path / "x.png"), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No default model" in err and len(err.strip().splitlines()) == 1
