@@ -97,7 +97,7 @@ def gmm_child(arch: str, candidates: int, threads: int) -> dict:
 
 
 def quality(n_prompts: int, steps: int, threads: int, candidates: int, robust: str = "mini",
-            vanilla: str = "mini-vanilla") -> int:
+            vanilla: str = "mini-vanilla", gmm: str | None = None) -> int:
     """Mini world: judge accuracy of generations, robust vs vanilla, recipe vs plain (same prompts)."""
     import torch
 
@@ -115,14 +115,14 @@ def quality(n_prompts: int, steps: int, threads: int, candidates: int, robust: s
         return 0
     prompts, _ = seeded_prompts(n_prompts)
     print(f"quality: {n_prompts} mini-world prompts, {steps} steps, {candidates} GMM candidates, 64 px; "
-          f"robust={robust} vanilla={vanilla}; judge = independent CNN")
+          f"robust={robust} vanilla={vanilla} gmm={gmm or 'shipped'}; judge = independent CNN")
     print(f"{'model':<14} {'setting':<30} {'colour+shape':>12} {'all':>6} {'encoder imgs':>13} {'s/image':>8}")
     for name, model in models.items():
         for label, options in CONFIGS.items():
             start = time.perf_counter()
             images = torch.cat([
-                generate_tensor(model, prompt, seeds=[i], steps=steps, gmm_candidates=candidates, progress=False,
-                                **options).images
+                generate_tensor(model, prompt, seeds=[i], steps=steps, gmm_candidates=candidates, gmm_path=gmm,
+                                progress=False, **options).images
                 for i, prompt in enumerate(prompts)
             ])
             seconds = (time.perf_counter() - start) / len(prompts)
@@ -142,10 +142,12 @@ def main(argv=None) -> int:
                         help="instead: judge accuracy on N mini-world prompts (needs the built mini world)")
     parser.add_argument("--robust", default="mini", help="robust model for --quality (name or folder)")
     parser.add_argument("--vanilla", default="mini-vanilla", help="vanilla model for --quality (name or folder)")
+    parser.add_argument("--gmm", default=None, help="GMM file for --quality (default: the shipped one)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quality:
-        return quality(args.quality, args.steps, args.threads, args.candidates, args.robust, args.vanilla)
+        return quality(args.quality, args.steps, args.threads, args.candidates, args.robust, args.vanilla,
+                       args.gmm)
     if args.child == "gmm":
         print(json.dumps(gmm_child(args.arch, args.candidates, args.threads)))
         return 0

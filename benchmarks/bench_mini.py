@@ -33,11 +33,13 @@ def main() -> None:
     prompt = ["a red triangle at the top, blue background"]
     init = pag.sample_init(pag.fit_init(n=1000), 1, torch.Generator().manual_seed(0))
     cfg = pag.SynthConfig(steps=args.steps)
+    for name in ("mini-vanilla", "mini"):  # warm-up: imports and file cache
+        clipag.load(name, device="cpu")
     rows = {}
     for name in ("mini-vanilla", "mini"):
-        load_s = _best(lambda: clipag.load(name, device="cpu"), args.repeats)
+        load_s = _best(lambda name=name: clipag.load(name, device="cpu"), args.repeats)
         model = clipag.load(name, device="cpu")[0].requires_grad_(False)
-        gen_s = _best(lambda: pag.synthesize(model.inner, prompt, init, cfg), args.repeats)
+        gen_s = _best(lambda model=model: pag.synthesize(model.inner, prompt, init, cfg), args.repeats)
         rows[name] = (load_s, gen_s)
         print(f"{name:13s} load {load_s * 1e3:7.1f} ms   {args.steps}-step generation {gen_s:6.2f} s")
     print(f"ratio mini / mini-vanilla: load {rows['mini'][0] / rows['mini-vanilla'][0]:.2f}, "

@@ -17,6 +17,7 @@ import torch
 
 __all__ = [
     "UnsafeCheckpointError",
+    "numpy_allow_list",
     "CorruptCheckpointError",
     "read_checkpoint",
     "read_state_dict",
@@ -34,7 +35,7 @@ class CorruptCheckpointError(OSError):
     """A checkpoint file is truncated or not a checkpoint at all."""
 
 
-def _numpy_allow_list() -> list[Any]:
+def numpy_allow_list() -> list[Any]:
     """numpy globals that open_clip training checkpoints pickle (scalars in optimizer state)."""
     import numpy as np
 
@@ -68,7 +69,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         except (SafetensorError, OSError, ValueError) as err:
             raise CorruptCheckpointError(f"{path}: not a readable safetensors file ({err})") from err
     try:
-        with torch.serialization.safe_globals(_numpy_allow_list()):
+        with torch.serialization.safe_globals(numpy_allow_list()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         message = str(err)

@@ -21,6 +21,7 @@ __all__ = [
     "is_offline",
     "fetch_hub_folder",
     "fetch_url_file",
+    "fetch_verified",
     "sha256_of",
 ]
 
@@ -121,16 +122,59 @@ def _http_stream(url: str, dest: Path, expected_size: Optional[int], progress: b
                 bar.update(len(chunk))
 
 
-def _verify(path: Path, src: UrlFile) -> Optional[str]:
-    """Return why ``path`` fails verification, or None when it passes."""
-    size = path.stat().st_size
-    if size != src.size_bytes:
-        return f"size {size:,} bytes, expected {src.size_bytes:,}"
-    if src.sha256 is not None:
+def _verify(path: Path, size: Optional[int], sha256: Optional[str]) -> Optional[str]:
+    """Return why ``path`` fails verification, or None when it passes (unknown fields are skipped)."""
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        return f"size {actual:,} bytes, expected {size:,}"
+    if sha256 is not None:
         digest = sha256_of(path)
-        if digest != src.sha256:
-            return f"sha256 {digest}, expected {src.sha256}"
+        if digest != sha256:
+            return f"sha256 {digest}, expected {sha256}"
     return None
+
+
+def fetch_verified(
+    url: str,
+    target: Path,
+    *,
+    what: str,
+    fetch_hint: str,
+    size: Optional[int] = None,
+    sha256: Optional[str] = None,
+    progress: bool = True,
+    transport: Optional[Transport] = None,
+) -> Path:
+    """Download ``url`` to ``target`` once, verified by size and sha256 where known; return ``target``.
+
+    A cached file that fails verification is downloaded again once; a download that fails
+    verification is deleted and raises :class:`ChecksumError`. ``what`` names the thing in
+    messages (e.g. ``"Model 'ViT-B/32'"``); ``fetch_hint`` says how to fetch it ahead of time.
+    """
+    if target.is_file():
+        if _verify(target, size, sha256) is None:
+            return target
+        target.unlink()  # a bad cached file is never kept; fall through to one fresh download
+    if is_offline():
+        raise OfflineError(
+            f"{what}: {target.name} is not in the cache ({target.parent}) and offline mode is on. {fetch_hint}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        (transport or _http_stream)(url, partial, size, progress)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise OfflineError(f"{what}: could not download {url} ({err}). Check the network; {fetch_hint}") from err
+    problem = _verify(partial, size, sha256)
+    if problem is not None:
+        partial.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{what}: the download of {url} is corrupt or truncated ({problem}); it was deleted. "
+            f"Try again; if it persists, the file on the server changed."
+        )
+    shutil.move(str(partial), target)
+    return target
 
 
 def fetch_url_file(
@@ -140,42 +184,21 @@ def fetch_url_file(
     progress: bool = True,
     transport: Optional[Transport] = None,
 ) -> Path:
-    """Download ``src`` into the cache once, verified; return its path.
+    """Download a registry ``UrlFile`` into the cache once, verified; return its path.
 
-    A cached file that fails verification is downloaded again once; a download that fails
-    verification is deleted and raises :class:`ChecksumError`. When the record has no sha256
-    yet, only the size is verified (see ``docs/models.md``).
+    When the record has no sha256 yet, only the size is verified (see ``docs/models.md``).
     """
-    transport = transport or _http_stream
     folder = cache_root(download_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / src.filename
-    if target.is_file():
-        problem = _verify(target, src)
-        if problem is None:
-            return target
-        target.unlink()  # a bad cached file is never kept; fall through to one fresh download
-    if is_offline():
-        raise OfflineError(
-            f"Model {name!r}: {src.filename} is not in the cache ({folder}) and offline mode is on. "
+    return fetch_verified(
+        src.url,
+        folder / src.filename,
+        what=f"Model {name!r}",
+        fetch_hint=(
             f"Run `clipag download {name}` on a connected machine (or put the file from {src.url} "
             f"into {folder}, or pass download_root=)."
-        )
-    partial = target.with_name(target.name + ".part")
-    try:
-        transport(src.url, partial, src.size_bytes, progress)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise OfflineError(
-            f"Model {name!r}: could not download {src.url} ({err}). Check the network, or place "
-            f"{src.filename} into {folder} by hand."
-        ) from err
-    problem = _verify(partial, src)
-    if problem is not None:
-        partial.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"Model {name!r}: the download of {src.url} is corrupt or truncated ({problem}); it was "
-            f"deleted. Try again; if it persists, the file on the server changed."
-        )
-    shutil.move(str(partial), target)
-    return target
+        ),
+        size=src.size_bytes,
+        sha256=src.sha256,
+        progress=progress,
+        transport=transport,
+    )

@@ -151,24 +151,28 @@ _ENTRIES = (
     ),
     ModelEntry(
         name="mini",
-        source=PackagedFiles(folder="mini"),
+        source=PackagedFiles(
+            folder="mini", weights_sha256="7fe6db9aef7cb11cee80e82ed595beb563af224a896deed0e0adebc7049e6595"
+        ),
         architecture="mini-RN (64 px)",
         robust=True,
         threat_model="L2 (mini world, see docs/mini-world.md)",
         finetuned_from="mini-vanilla",
         license="MIT",
-        size_bytes=None,
+        size_bytes=5_905_402,
         description="Tiny CLIPAG-fine-tuned CLIP of the mini world, shipped in the package",
     ),
     ModelEntry(
         name="mini-vanilla",
-        source=PackagedFiles(folder="mini-vanilla"),
+        source=PackagedFiles(
+            folder="mini-vanilla", weights_sha256="74867a2e1b596fa5aaca985dad4dcf47e12cb8bc03742f28460d43a197d28fcf"
+        ),
         architecture="mini-RN (64 px)",
         robust=False,
         threat_model="none (vanilla, NOT robust)",
         finetuned_from="-",
         license="MIT",
-        size_bytes=None,
+        size_bytes=5_905_402,
         description="Tiny vanilla CLIP of the mini world, shipped in the package",
     ),
 )

@@ -1,6 +1,7 @@
-"""``clipag compare PROMPT --models A B``: one labelled side-by-side grid of generations.
+"""``clipag compare PROMPT [PROMPT ...] --models A B``: one labelled side-by-side grid of generations.
 
-Columns are (model, setting) pairs, rows are seeds. A setting is a comma-separated list of
+Columns are (model, setting) pairs, rows are (prompt, seed) pairs. ``--judge`` scores every
+column with the mini world's judge (prompts must be mini-world captions). A setting is a comma-separated list of
 ``GenerateConfig`` fields, e.g. ``"views=1,crops=0,augment=false"`` (``default`` = the recipe).
 """
 
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='Example: clipag compare "a red barn" --models openai-ViT-B/32 ViT-B/32 '
                '--settings default "views=1,crops=0,augment=false" --out grid.png',
     )
-    parser.add_argument("prompt")
+    parser.add_argument("prompts", nargs="+", metavar="prompt", help="one or more prompts (one row each)")
     parser.add_argument("--models", nargs="+", default=None, help="models to compare (default: the default model)")
     parser.add_argument("--settings", nargs="+", default=["default"],
                         help="settings to compare, each 'name=value,...' over the flags below (default: 'default')")
@@ -124,11 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cell", type=int, default=224, help="side of one tile in the grid, pixels")
     parser.add_argument("--heldout", default=None, metavar="MODEL",
                         help="also score every result with this CLIP (one none of the runs optimized against)")
+    parser.add_argument("--judge", action="store_true",
+                        help="score each column with the mini world's judge (colour, shape, position, background); "
+                             "prompts must be mini-world captions")
     add_generation_options(parser)
     return parser
 
 
 def _compare(args: argparse.Namespace) -> int:
+    import torch
+
     from clipag_plugin.synthesis.api import generate_tensor
     from clipag_plugin.synthesis.frames import check_writable
 
@@ -146,35 +152,76 @@ def _compare(args: argparse.Namespace) -> int:
         from clipag_plugin.loading import load
 
         heldout = load(args.heldout, device=args.device)[0]
+    if args.judge:
+        from clipag_plugin.mini.world import parse_caption
+
+        for prompt in args.prompts:
+            try:
+                parse_caption(prompt)
+            except ValueError as err:
+                raise ValueError(f"--judge needs mini-world captions: {err}") from None
     columns, labels, summary = [], [], []
     for model in models:
         for spec, config in configs:
-            result = generate_tensor(model, args.prompt, seeds=args.seeds, device=args.device,
-                                     progress=not args.quiet, config=config)
-            columns.append(result.to_pil())
-            cos = ", ".join(f"{float(c):.3f}" for c in result.cosine)
-            label = f"{Path(model).name if Path(model).exists() else model}\n{spec}\ncos {cos}"
-            record = {"model": model, "setting": spec, "best_loss": result.loss.tolist(),
-                      "best_cosine": result.cosine.tolist(), "best_step": result.step.tolist(),
-                      "nan_step": result.nan_step}
-            if heldout is not None:
-                from clipag_plugin.synthesis.evaluate import heldout_cosine
+            cells, images, cosines, records = [], [], [], []
+            for prompt in args.prompts:
+                result = generate_tensor(model, prompt, seeds=args.seeds, device=args.device,
+                                         progress=not args.quiet, config=config)
+                cells += result.to_pil()
+                images.append(result.images.detach().float().cpu())
+                cosines += [float(c) for c in result.cosine]
+                record = {"prompt": prompt, "best_loss": result.loss.tolist(), "best_cosine": result.cosine.tolist(),
+                          "best_step": result.step.tolist(), "nan_step": result.nan_step}
+                if heldout is not None:
+                    from clipag_plugin.synthesis.evaluate import heldout_cosine
 
-                held = heldout_cosine(heldout, result.images, args.prompt, truncate=config.truncate)
-                record["heldout_cosine"] = held.tolist()
-                label += "\nheld-out " + ", ".join(f"{float(c):.3f}" for c in held)
+                    record["heldout_cosine"] = heldout_cosine(heldout, result.images, prompt,
+                                                              truncate=config.truncate).tolist()
+                records.append(record)
+            name = Path(model).name if Path(model).exists() else model
+            label = f"{name}\n{spec}\nmean cos {sum(cosines) / len(cosines):.3f}"
+            column = {"model": model, "setting": spec, "runs": records}
+            if heldout is not None:
+                held = [c for r in records for c in r["heldout_cosine"]]
+                label += f"\nheld-out {sum(held) / len(held):.3f}"
+            if args.judge:
+                from clipag_plugin.mini.judge import score
+
+                judged = [p for p in args.prompts for _ in args.seeds]
+                column["judge"] = score(torch.cat(images), judged)
+                label += f"\njudge colour+shape {column['judge']['colour+shape']:.2f}"
+            columns.append(cells)
             labels.append(label)
-            summary.append(record)
-            print(f"{model} [{spec}]: loss {result.loss.tolist()} cosine {result.cosine.tolist()}"
-                  + (f" held-out cosine {record['heldout_cosine']}" if heldout is not None else ""))
-    rows = [[col[r] for col in columns] for r in range(len(args.seeds))]
-    make_grid(rows, labels, [f"seed {s}" for s in args.seeds], args.cell).save(out)
+            summary.append(column)
+    rows = [[col[r] for col in columns] for r in range(len(columns[0]))]
+    row_labels = [f"{_short(p)} s{s}" for p in args.prompts for s in args.seeds]
+    make_grid(rows, labels, row_labels, args.cell).save(out)
     Path(out).with_suffix(".json").write_text(json.dumps(
-        {"prompt": args.prompt, "seeds": args.seeds, "heldout": args.heldout, "config": dataclasses.asdict(base),
+        {"prompts": args.prompts, "seeds": args.seeds, "heldout": args.heldout, "config": dataclasses.asdict(base),
          "columns": summary},
         indent=2, default=str))
-    print(out)
+    _print_table(summary, judge=args.judge)
+    print(f"grid: {out}")
     return 0
+
+
+def _short(prompt: str, width: int = 28) -> str:
+    return prompt if len(prompt) <= width else prompt[: width - 3] + "..."
+
+
+def _print_table(summary: Sequence[dict], judge: bool) -> None:
+    """One line per column: mean cosine (and held-out cosine, judge accuracies when measured)."""
+    keys = ["colour", "shape", "position", "background", "colour+shape"] if judge else []
+    head = f"{'model':<16} {'setting':<28} {'cosine':>7}" + "".join(f" {k:>12}" for k in keys)
+    print(head)
+    print("-" * len(head))
+    for col in summary:
+        cos = [c for r in col["runs"] for c in r["best_cosine"]]
+        line = f"{Path(col['model']).name:<16} {_short(col['setting'], 28):<28} {sum(cos) / len(cos):7.3f}"
+        line += "".join(f" {col['judge'][k]:12.2f}" for k in keys)
+        print(line)
+    if judge:
+        print("judge: accuracy of the mini world's independent classifier on the generated images")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -38,7 +38,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--size", "size", int, "image side in pixels (default: the model's input resolution)"),
     ("--init", "init", str, "gmm, noise, gray or image"),
     ("--init-image", "init_image", str, "picture to start from (with --init image)"),
-    ("--gmm", "gmm_path", str, "GMM file from `clipag gmm fit` (default: the shipped one)"),
+    ("--gmm", "gmm_path", str, "GMM file from `clipag gmm fit`, or a shipped prior: photos (default), miniworld"),
     ("--candidates", "gmm_candidates", int, "GMM samples scored to pick the start"),
     ("--save-every", "save_every", int, "write a frame every K steps"),
 ]

@@ -48,7 +48,7 @@ def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, sca
     ``scale`` multiplies every step count (1.0 = the shipped recipe; small values for smoke tests).
     """
     from . import judge as judge_mod
-    from . import pretrain, robust, world
+    from . import pretrain, robust
 
     torch.set_num_threads(threads)
     out = Path(out)
@@ -86,9 +86,9 @@ def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, sca
 
 def describe(out: Path, seed: int = 0) -> dict:
     """Clean retrieval of the saved models (fp16 round trip included) and size/sha256 of every file."""
+    from ..loading import load
     from . import judge as judge_mod
     from . import pretrain, world
-    from ..loading import load
 
     out = Path(out)
     record: dict = {}

@@ -37,7 +37,7 @@ class Judge(nn.Module):
         super().__init__()
         chans = [3, width, 2 * width, 3 * width, 4 * width]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*layers)  # -> (B, 4w, 4, 4)
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * 16, 128), nn.ReLU(inplace=True))
@@ -150,8 +150,8 @@ def score(
 def read_folder(folder: Path) -> tuple[torch.Tensor, list[str]]:
     """Images and prompts of a folder: ``*.png`` with ``prompts.json`` (file name -> prompt) or a
     sidecar ``<stem>.txt`` per image."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     folder = Path(folder)
     pngs = sorted(folder.glob("*.png"))

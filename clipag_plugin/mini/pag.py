@@ -6,7 +6,11 @@ feature), kept small and explicit so the measurement does not hide behind option
 * init: a caption-agnostic 16x16 Gaussian fitted to renders of all 600 captions, shrunk
   towards its mean (:func:`fit_init`, :func:`sample_init`);
 * steps: AdamW on the pixels, gradient-norm clip, maximize cosine to the prompt;
-* optional augmentation per step (random shift of up to ``shift`` px and Gaussian noise).
+* optional augmentation per step (random shift of up to ``shift`` px and Gaussian noise);
+* optional regularizers: a Gaussian blur between pixels and model, total variation, and
+  coarse pixel grids added to the full-resolution pixels (multi-scale parametrization).
+
+:func:`attacked_retrieval` measures caption retrieval under PGD-L2 (the trainer's ``pgd_attack``).
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class Scenes:
         return torch.tensor(
             [
                 _LOOKUP[t]
-                for t in zip(self.colour.tolist(), self.shape.tolist(), self.position.tolist(), self.background.tolist())
+                for t in zip(self.colour.tolist(), self.shape.tolist(), self.position.tolist(), self.background.tolist(), strict=True)
             ],
             dtype=torch.long,
         )
@@ -226,12 +226,11 @@ def _signed_distance(shape: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, ha
     h = half.view(-1, 1, 1)
     circle = h - torch.sqrt(dx * dx + dy * dy)
     square = h * 0.9 - torch.maximum(dx.abs(), dy.abs())
-    # Upward triangle with apex (0, -h), base y = +0.75h from x = -h to +h.
-    base = 0.75 * h - dy
-    norm = torch.sqrt(torch.tensor(1.0 + (1.75 / 1.0) ** 2))  # sides: slope (1.75h)/h
-    left = (1.75 * dx + (dy + h)) / norm * -1.0
-    right = (-1.75 * dx + (dy + h)) / norm * -1.0
-    triangle = torch.minimum(base, torch.minimum(-left, -right))
+    # Upward triangle: apex (0, -h), base y = 0.75h from x = -h to x = +h (side slopes 1.75).
+    norm = torch.sqrt(torch.tensor(1.0 + 1.75**2))
+    left_side = (1.75 * dx + (dy + h)) / norm
+    right_side = (-1.75 * dx + (dy + h)) / norm
+    triangle = torch.minimum(0.75 * h - dy, torch.minimum(left_side, right_side))
     arm = h * 0.33
     cross = torch.maximum(
         torch.minimum(h - dx.abs(), arm - dy.abs()),

@@ -82,7 +82,12 @@ def default_model_choice(download_root: Optional[str] = None, check_network: boo
     offline = is_offline()
     if not offline and check_network and _reachable(get_entry(DEFAULT_MODEL).source.url):
         return DEFAULT_MODEL, "its weights are reachable (they will be downloaded once, 1.3 GB)"
-    why = "offline mode is on" if offline else "its weights are not cached and Zenodo is not reachable"
+    if offline:
+        why = "offline mode is on"
+    elif check_network:
+        why = "its weights are not cached and Zenodo is not reachable"
+    else:
+        why = "its weights are not cached (network check skipped)"
     if _mini_available():
         return FALLBACK_MODEL, f"ViT-B/32 is unavailable ({why})"
     raise FileNotFoundError(

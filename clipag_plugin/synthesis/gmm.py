@@ -174,8 +174,13 @@ def fit_gmm_from_arrays(
     rank: Optional[int] = None,
     seed: int = 0,
     progress: bool = False,
+    min_area: float = 0.25,
 ) -> GaussianMixture:
-    """Fit a mixture from ``{class name: [H x W (x 3) images]}`` (uint8 or float in [0, 1])."""
+    """Fit a mixture from ``{class name: [H x W (x 3) images]}`` (uint8 or float in [0, 1]).
+
+    Each image gives ``patches_per_image`` random square crops of at least ``min_area`` of its
+    short side squared (1.0: the whole centred square, only flipped at random).
+    """
     from tqdm.auto import tqdm
 
     if not classes:
@@ -183,7 +188,7 @@ def fit_gmm_from_arrays(
     generator = torch.Generator().manual_seed(seed)
     samples = []
     for name, images in tqdm(classes.items(), desc="gmm fit", disable=not progress):
-        rows = [random_patches(_to_tensor(im), patches_per_image, resolution, generator) for im in images]
+        rows = [random_patches(_to_tensor(im), patches_per_image, resolution, generator, min_area) for im in images]
         if not rows:
             raise ValueError(f"class {name!r} has no images")
         data = torch.cat(rows)
@@ -256,8 +261,18 @@ def shipped_gmm_path() -> Path:
     return Path(str(resources.files("clipag_plugin") / "synthesis" / "data" / SHIPPED_NAME))
 
 
+# Priors that ship inside the package, by name (package-relative folder, file name).
+NAMED_PRIORS: dict[str, tuple[str, str]] = {
+    "photos": ("synthesis/data", SHIPPED_NAME),  # scikit-image's sample photos (the default)
+    "miniworld": ("mini/weights", "gmm_world_16.npz"),  # clean mini-world renders (clipag_plugin.mini.prior)
+}
+
+
 def load_gmm(path: Optional[str | Path] = None) -> GaussianMixture:
-    """Load ``path``, or the shipped GMM when ``path`` is None."""
+    """Load ``path`` (a file, or a name from ``NAMED_PRIORS``), or the shipped photo GMM when None."""
+    if path is not None and str(path) in NAMED_PRIORS:
+        folder, name = NAMED_PRIORS[str(path)]
+        path = Path(str(resources.files("clipag_plugin").joinpath(*folder.split("/"), name)))
     target = Path(path) if path is not None else shipped_gmm_path()
     if not target.is_file():
         hint = (

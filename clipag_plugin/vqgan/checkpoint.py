@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from ..checkpoint import CorruptCheckpointError, UnsafeCheckpointError, _numpy_allow_list
+from ..checkpoint import CorruptCheckpointError, UnsafeCheckpointError, numpy_allow_list
 
 __all__ = [
     "InertObject",
@@ -98,7 +98,7 @@ def read_lightning_checkpoint(path: str | os.PathLike, extra_allowed: Iterable[s
     names = (*LIGHTNING_ALLOW_LIST, *extra_allowed)
     allowed: list[Any] = [(InertObject, name) for name in names]
     allowed += [(_plain_dict, name) for name in _DICT_NAMES]
-    allowed += _numpy_allow_list()
+    allowed += numpy_allow_list()
     try:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -82,42 +81,14 @@ def convert_to_cache(
     return ConvertedVqgan(folder, config)
 
 
-def _verify(path: Path, size: Optional[int], sha256: Optional[str]) -> Optional[str]:
-    if size is not None and path.stat().st_size != size:
-        return f"size {path.stat().st_size:,} bytes, expected {size:,}"
-    if sha256 is not None:
-        digest = hub.sha256_of(path)
-        if digest != sha256:
-            return f"sha256 {digest}, expected {sha256}"
-    return None
-
-
 def _fetch_url(url: str, dest: Path, size: Optional[int], sha256: Optional[str], name: str,
                progress: bool, transport: Optional[hub.Transport]) -> Path:
-    """``hub.fetch_url_file`` for files whose size may be unknown: cached, verified, offline-aware."""
-    if dest.is_file():
-        if _verify(dest, size, sha256) is None:
-            return dest
-        dest.unlink()  # a bad cached file is never kept
-    if hub.is_offline():
-        raise hub.OfflineError(
-            f"VQGAN {name!r}: {dest.name} is not in the cache ({dest.parent}) and offline mode is on. Run "
-            f"`python -m clipag_plugin.vqgan download {name}` on a connected machine and copy {dest.parent} over, "
-            f"or pass local files (vqgan_config=/vqgan_checkpoint=)."
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    try:
-        (transport or hub._http_stream)(url, partial, size, progress)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise hub.OfflineError(f"VQGAN {name!r}: could not download {url} ({err}); check the network") from err
-    problem = _verify(partial, size, sha256)
-    if problem is not None:
-        partial.unlink(missing_ok=True)
-        raise hub.ChecksumError(f"VQGAN {name!r}: the download of {url} is corrupt ({problem}); it was deleted")
-    shutil.move(str(partial), dest)
-    return dest
+    """A VQGAN file through ``hub.fetch_verified``: cached, verified where known, offline-aware."""
+    return hub.fetch_verified(
+        url, dest, what=f"VQGAN {name!r}", size=size, sha256=sha256, progress=progress, transport=transport,
+        fetch_hint=(f"Run `python -m clipag_plugin.vqgan download {name}` on a connected machine and copy "
+                    f"{dest.parent} over, or pass local files (vqgan_config=/vqgan_checkpoint=)."),
+    )
 
 
 def _entry_for(name: str) -> VqganEntry:

@@ -43,3 +43,10 @@ def test_unknown_command_and_help(capsys):
 def test_python_dash_m_clipag_runs():
     out = subprocess.run([sys.executable, "-m", "clipag", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("clipag-plugin ")
+
+
+def test_download_knows_the_apps_auxiliary_weights(capsys, offline_hub):
+    assert main(["download", "vgg19"]) == 1
+    assert "timm/vgg19.tv_in1k" in capsys.readouterr().err
+    assert main(["download", "vqgan_imagenet_f16_16384"]) == 1
+    assert "offline mode is on" in capsys.readouterr().err

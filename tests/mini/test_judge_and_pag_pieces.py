@@ -50,7 +50,7 @@ def test_score_folder_reads_pngs_with_prompts_json_or_sidecar_txt(tmp_path):
     images = world.render_clean(ids, seed=1)
     texts = [world.all_captions()[i] for i in ids]
     table = {}
-    for i, (img, text) in enumerate(zip(images, texts)):
+    for i, (img, text) in enumerate(zip(images, texts, strict=True)):
         array = (img.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         Image.fromarray(array).save(tmp_path / f"{i}.png")
         if i % 2:

@@ -86,8 +86,39 @@ def test_compare_writes_a_labelled_grid(tiny_model_dir, tmp_path):
     summary = json.loads(out.with_suffix(".json").read_text())
     assert [c["setting"] for c in summary["columns"]] == ["default", "views=1,crops=0,augment=false"]
     # scored by the same weights, the held-out cosine is the cosine of the (un-augmented) best image
-    assert len(summary["columns"][1]["heldout_cosine"]) == 2
-    assert summary["columns"][1]["heldout_cosine"] == pytest.approx(summary["columns"][1]["best_cosine"], abs=1e-4)
+    run = summary["columns"][1]["runs"][0]
+    assert run["prompt"] == "a fox" and len(run["heldout_cosine"]) == 2
+    assert run["heldout_cosine"] == pytest.approx(run["best_cosine"], abs=1e-4)
+
+
+def test_compare_several_prompts_and_the_judge(tiny_rn_clip, tmp_path, capsys, monkeypatch):
+    """Rows are (prompt, seed) pairs; --judge scores each column with the mini world's judge."""
+    from clipag_plugin.mini import judge as mini_judge
+
+    seen = []
+
+    def fake_score(images, prompts, judge=None):
+        seen.append((tuple(images.shape), list(prompts)))
+        return {"colour": 1.0, "shape": 0.5, "position": 0.0, "background": 1.0, "colour+shape": 0.5, "all": 0.0}
+
+    monkeypatch.setattr(mini_judge, "score", fake_score)
+    folder = tmp_path / "rn"
+    from tests.conftest import TINY_RN_CFG, make_open_clip_model, save_open_clip_folder
+
+    save_open_clip_folder(make_open_clip_model(TINY_RN_CFG), folder, TINY_RN_CFG)
+    prompts = ["a red circle in the center, blue background", "a cyan cross at the top, yellow background"]
+    out = tmp_path / "grid.png"
+    rc = clipag_main(["compare", *prompts, "--models", str(folder), "--settings", "views=1,crops=0,augment=false",
+                      "--seed", "0", "1", "--judge", "--init", "gray", "--steps", "2", "--cell", "32",
+                      "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert [r["prompt"] for r in summary["columns"][0]["runs"]] == prompts
+    assert summary["columns"][0]["judge"]["colour+shape"] == 0.5
+    assert seen == [((4, 3, 64, 64), [prompts[0], prompts[0], prompts[1], prompts[1]])]
+    assert "colour+shape" in capsys.readouterr().out
+    rc = clipag_main(["compare", "a fox", "--models", str(folder), "--judge", "--steps", "1", "--out", str(out)])
+    assert rc == 2 and "mini-world captions" in capsys.readouterr().err
 
 
 def test_parse_setting():
