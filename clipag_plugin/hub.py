@@ -19,6 +19,7 @@ __all__ = [
     "ChecksumError",
     "cache_root",
     "is_offline",
+    "fetch_hub_file",
     "fetch_hub_folder",
     "fetch_url_file",
     "fetch_verified",
@@ -65,6 +66,41 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def fetch_hub_file(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str = "main",
+    cache_dir: Optional[str | os.PathLike] = None,
+    what: str,
+    fetch_hint: str,
+) -> Path:
+    """One file of a Hugging Face repo through ``hf_hub_download`` (its cache, tokens, offline mode).
+
+    With nothing cached and no way to download, raises :class:`OfflineError` naming ``what``,
+    the repo, the file and ``fetch_hint`` (how to fetch it ahead of time).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=None if cache_dir is None else str(cache_dir),
+                local_files_only=is_offline(),
+            )
+        )
+    except LocalEntryNotFoundError as err:
+        raise OfflineError(
+            f"{what}: file {filename!r} of Hugging Face repo {repo_id!r} (revision {revision!r}) is not in "
+            f"the cache and cannot be downloaded (offline mode, or no network). Fetch it ahead of time on a "
+            f"connected machine with {fetch_hint}, then copy the cache folder over."
+        ) from err
+
+
 def fetch_hub_folder(
     src: HubFiles, name: str, cache_dir: Optional[str | os.PathLike] = None, progress: bool = True
 ) -> Path:
@@ -74,31 +110,15 @@ def fetch_hub_folder(
     Hugging Face cache (``HF_HUB_CACHE``), so tokens, mirrors and offline mode behave as
     everywhere else in the Hub ecosystem.
     """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    paths = []
-    for filename in (src.config_filename, src.weights_filename):
-        try:
-            paths.append(
-                hf_hub_download(
-                    src.repo_id,
-                    filename,
-                    revision=src.revision,
-                    cache_dir=None if cache_dir is None else str(cache_dir),
-                    local_files_only=is_offline(),
-                )
-            )
-        except LocalEntryNotFoundError as err:
-            raise OfflineError(
-                f"Model {name!r}: file {filename!r} of Hugging Face repo {src.repo_id!r} "
-                f"(revision {src.revision!r}) is not in the cache and cannot be downloaded "
-                f"(offline mode, or no network). Fetch it ahead of time on a connected machine with "
-                f"`clipag download {name}` (or `hf download {src.repo_id} {filename}`), "
-                f"then copy the cache folder over."
-            ) from err
-    folder = Path(paths[0]).parent
-    if Path(paths[1]).parent != folder:  # both files resolve into the same snapshot normally
+    paths = [
+        fetch_hub_file(
+            src.repo_id, filename, revision=src.revision, cache_dir=cache_dir, what=f"Model {name!r}",
+            fetch_hint=f"`clipag download {name}` (or `hf download {src.repo_id} {filename}`)",
+        )
+        for filename in (src.config_filename, src.weights_filename)
+    ]
+    folder = paths[0].parent
+    if paths[1].parent != folder:  # both files resolve into the same snapshot normally
         raise OSError(f"Model {name!r}: config and weights of {src.repo_id!r} resolved to different snapshots")
     return folder
 

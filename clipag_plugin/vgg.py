@@ -20,7 +20,7 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .hub import OfflineError, is_offline
+from .hub import fetch_hub_file
 
 __all__ = [
     "VggWeights",
@@ -124,27 +124,11 @@ def fetch_vgg_weights(name: str = "vgg19", cache_dir: Optional[Union[str, os.Pat
     Offline (``HF_HUB_OFFLINE``/``CLIPAG_OFFLINE``) or without network, a file that is not
     cached raises :class:`~clipag_plugin.hub.OfflineError` saying how to fetch it.
     """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     entry = _entry(name)
-    try:
-        return Path(
-            hf_hub_download(
-                entry.repo_id,
-                entry.filename,
-                revision=entry.revision,
-                cache_dir=None if cache_dir is None else str(cache_dir),
-                local_files_only=is_offline(),
-            )
-        )
-    except LocalEntryNotFoundError as err:
-        raise OfflineError(
-            f"VGG19 weights ({entry.name}, CLIPStyler's content loss): file {entry.filename!r} of Hugging Face "
-            f"repo {entry.repo_id!r} (revision {entry.revision!r}) is not in the cache and cannot be "
-            f"downloaded (offline mode, or no network). Fetch it ahead of time on a connected machine with "
-            f"{fetch_command(entry)}, then copy the Hugging Face cache folder over."
-        ) from err
+    return fetch_hub_file(
+        entry.repo_id, entry.filename, revision=entry.revision, cache_dir=cache_dir,
+        what=f"VGG19 weights ({entry.name}, CLIPStyler's content loss)", fetch_hint=fetch_command(entry),
+    )
 
 
 def read_vgg_features_state(path: Union[str, os.PathLike]) -> dict[str, torch.Tensor]:

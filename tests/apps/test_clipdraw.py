@@ -16,14 +16,6 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "clipdraw" / "clipd
 _MISSING = object()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many small ops: on a busy 2-core machine, a second intra-op thread mostly waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def app():

@@ -14,16 +14,6 @@ import torch
 from clipag_plugin import vgg as V
 from clipag_plugin.guidance.directional import PatchTricks
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waiting on a shared machine (10x slower at 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "clipstyler" / "clipstyler.py"
 
 

@@ -10,15 +10,6 @@ from clipag_plugin.guidance import directional as D
 from clipag_plugin.guidance.templates import IMAGENET_TEMPLATES, compose_text
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waiting on a shared machine (10x slower at 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _unit(*values: float) -> torch.Tensor:
     return F.normalize(torch.tensor([values], dtype=torch.float64), dim=-1)
 

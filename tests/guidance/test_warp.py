@@ -16,15 +16,6 @@ from clipag_plugin.guidance.warp import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many small ops: on a busy 2-core machine, a second intra-op thread mostly waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_shapes_and_replay():
     image = torch.rand(1, 3, 40, 40)
     params = sample_clipdraw_warp(4, 40, 40, generator=torch.Generator().manual_seed(0))

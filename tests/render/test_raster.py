@@ -12,15 +12,6 @@ from clipag_plugin.render import HAS_DIFFVG, StrokeScene, rasterize_strokes, ren
 from clipag_plugin.render.bezier import cubic_point, flatten_counts, flatten_cubics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many small ops: on a busy 2-core machine, a second intra-op thread mostly waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def line(x0, y0, x1, y1, dtype=torch.float32) -> torch.Tensor:
     """A straight cubic from (x0, y0) to (x1, y1) with evenly spaced control points."""
     t = torch.linspace(0, 1, 4, dtype=torch.float64)[:, None]
