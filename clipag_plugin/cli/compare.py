@@ -194,7 +194,7 @@ def _compare(args: argparse.Namespace) -> int:
             labels.append(label)
             summary.append(column)
     rows = [[col[r] for col in columns] for r in range(len(columns[0]))]
-    row_labels = [f"{_short(p)} s{s}" for p in args.prompts for s in args.seeds]
+    row_labels = [f"{_short(p, 48)} (seed {s})" for p in args.prompts for s in args.seeds]
     make_grid(rows, labels, row_labels, args.cell).save(out)
     Path(out).with_suffix(".json").write_text(json.dumps(
         {"prompts": args.prompts, "seeds": args.seeds, "heldout": args.heldout, "config": dataclasses.asdict(base),
