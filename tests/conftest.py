@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,19 @@ def tiny_rn_clip(tmp_path):
 
     folder = save_open_clip_folder(make_open_clip_model(TINY_RN_CFG), tmp_path / "tiny-rn", TINY_RN_CFG)
     return clipag.load(str(folder), device="cpu")
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@contextlib.contextmanager
+def example_module(app: str, module_name: str):
+    """Import ``examples/<app>/<app>.py`` by path as ``module_name`` (as a user's script would be)."""
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / app / f"{app}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(module_name, None)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from clipag_plugin.adapters import clipdraw as adapter
 from clipag_plugin.adapters._patch import CLIP_MODULE_NAMES
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "clipdraw" / "clipdraw.py"
+from tests.conftest import example_module
+
 _MISSING = object()
 
 
@@ -20,12 +19,8 @@ _MISSING = object()
 @pytest.fixture(scope="module")
 def app():
     """The example, imported as a module the way a user would import their CLIPDraw script."""
-    spec = importlib.util.spec_from_file_location("clipdraw_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with example_module("clipdraw", "clipdraw_example") as module:
+        yield module
 
 
 def plain_loss(app, model, image, text_features):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,19 +12,14 @@ import torch
 
 from clipag_plugin import vgg as V
 from clipag_plugin.guidance.directional import PatchTricks
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "clipstyler" / "clipstyler.py"
+from tests.conftest import example_module
 
 
 @pytest.fixture(scope="module")
 def app():
     """The example script, imported by path as module ``clipstyler``."""
-    spec = importlib.util.spec_from_file_location("clipstyler", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["clipstyler"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("clipstyler", None)
+    with example_module("clipstyler", "clipstyler") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,19 +13,14 @@ pytest.importorskip("taming")
 from clipag_plugin.adapters import vqgan_clip as adapter
 
 from clipag_plugin.guidance.cutouts import Cutouts
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vqgan_clip" / "vqgan_clip.py"
+from tests.conftest import example_module
 
 
 @pytest.fixture(scope="module")
 def app() -> types.ModuleType:
     """The example module, imported from its file as a script's module would be."""
-    spec = importlib.util.spec_from_file_location("vqgan_clip_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with example_module("vqgan_clip", "vqgan_clip_example") as module:
+        yield module
 
 
 def _args(app, tmp_path, *extra: str):
