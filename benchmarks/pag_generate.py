@@ -1,18 +1,25 @@
-"""Judge the project's generator on the mini world: start only vs 100 steps, vanilla vs robust.
+"""Judge the project's generator on the mini world: vanilla vs robust, per attribute.
 
-    python benchmarks/pag_generate.py 24 0,100
+    python benchmarks/pag_generate.py --prompts 60 \
+        --settings "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none" \
+        "views=1,crops=0,augment=false"
 
-Prompts: the first N of ``mini.pag.seeded_prompts(N, seed=2024)``; seed i for prompt i; the
-``miniworld`` Gaussian prior with best-of-100 starts. "steps 0" runs one step at lr 1e-9, i.e.
-the selected start as it is. Results: docs/mini-world.md.
+Prompts: the first N of ``mini.pag.seeded_prompts(N, seed=2024)``; seed ``i`` for prompt ``i``;
+the ``miniworld`` Gaussian prior with best-of-``--candidates`` starts. ``--steps 0`` judges the
+selected start as it is (one step at lr 1e-9). Each ``--settings`` entry is ``clipag compare``'s
+``name=value,...`` syntax over :class:`GenerateConfig`. Results: docs/mini-world.md.
 """
 
-import sys
+from __future__ import annotations
+
+import argparse
+import dataclasses
 import time
 
 import torch
 
 import clipag
+from clipag_plugin.cli.compare import parse_setting
 from clipag_plugin.mini import judge as J
 from clipag_plugin.mini import pag
 from clipag_plugin.synthesis.api import generate_tensor
@@ -20,26 +27,37 @@ from clipag_plugin.synthesis.loop import GenerateConfig
 
 
 def main() -> None:
-    torch.set_num_threads(2)
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 24
-    steps = [int(s) for s in (sys.argv[2] if len(sys.argv) > 2 else "0,100").split(",")]
-    prompts, _ = pag.seeded_prompts(n, seed=2024)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=24, help="how many seeded prompts (default 24)")
+    parser.add_argument("--models", nargs="+", default=["mini-vanilla", "mini"], help="names or folders")
+    parser.add_argument("--settings", nargs="+", default=["views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"])
+    parser.add_argument("--steps", default="100", help="comma-separated step counts (0: the start alone)")
+    parser.add_argument("--candidates", type=int, default=100, help="GMM candidates per start")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save", default=None, help="save the images of every row to this folder (.pt)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    prompts, _ = pag.seeded_prompts(args.prompts, seed=2024)
     judge = J.load_judge()
-    for name in ("mini-vanilla", "mini"):
+    for name in args.models:
         model, _ = clipag.load(name, device="cpu")
-        for st in steps:
-            for aug in (False, True):
-                if st == 0 and aug:
-                    continue
-                cfg = GenerateConfig(steps=max(st, 1), lr=0.0175 if st else 1e-9, views=8 if aug else 1,
-                                     crops=8 if aug else 0, augment=aug, gmm_path="miniworld", gmm_candidates=100)
+        for k, spec in enumerate(args.settings):
+            for steps in (int(s) for s in args.steps.split(",")):
+                base = GenerateConfig(gmm_path="miniworld", gmm_candidates=args.candidates)
+                cfg = dataclasses.replace(base, **parse_setting(spec))
+                cfg = dataclasses.replace(cfg, steps=max(steps, 1), lr=cfg.lr if steps else 1e-9)
                 start = time.time()
                 images = torch.cat([
                     generate_tensor(model, p, seeds=[i], device="cpu", progress=False, config=cfg).images
                     for i, p in enumerate(prompts)
                 ])
                 scores = {k: round(float(v), 3) for k, v in J.score(images, prompts, judge).items()}
-                print(name, "steps", st, "aug", aug, scores, f"{time.time() - start:.0f}s", flush=True)
+                print(f"{name} | {spec} | steps {steps} | {scores} | {time.time() - start:.0f}s", flush=True)
+                if args.save:
+                    from pathlib import Path
+
+                    Path(args.save).mkdir(parents=True, exist_ok=True)
+                    torch.save(images, Path(args.save) / f"{Path(name).name}_setting{k}_steps{steps}.pt")
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ _ENTRIES = (
     ModelEntry(
         name="mini",
         source=PackagedFiles(
-            folder="mini", weights_sha256="7fe6db9aef7cb11cee80e82ed595beb563af224a896deed0e0adebc7049e6595"
+            folder="mini", weights_sha256="5ecf1616179d3291dfb6f6358d629e100a71d3c79bf8d38364b2884078efb6b3"
         ),
         architecture="mini-RN (64 px)",
         robust=True,

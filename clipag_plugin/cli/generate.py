@@ -24,9 +24,12 @@ class CliError(Exception):
 # flag -> (GenerateConfig field, type, help)
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--steps", "steps", int, "optimization steps"),
-    ("--lr", "lr", float, "AdamW learning rate"),
+    ("--lr", "lr", float, "AdamW learning rate, or with --optimizer l2 the L2 length of each step "
+                          "in [0, 1] pixels (about 1.0 at 64 px)"),
+    ("--optimizer", "optimizer", str, "adamw (the notebook's) or l2: fixed-length steps along the gradient, "
+                                      "as in synthesis with robust classifiers"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
-    ("--grad-clip", "grad_clip", float, "max gradient norm per image"),
+    ("--grad-clip", "grad_clip", float, "max gradient norm per image (AdamW)"),
     ("--views", "views", int, "augmented full views per step (V)"),
     ("--crops", "crops", int, "random crops per step (P)"),
     ("--view-weight", "view_weight", float, "weight of the views' loss"),
@@ -52,8 +55,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("optimization (defaults: the CLIPAG notebook)")
     from clipag_plugin.guidance.losses import DISTANCES
     from clipag_plugin.synthesis.init import INITS
+    from clipag_plugin.synthesis.loop import OPTIMIZERS
 
-    choices = {"init": list(INITS), "distance": list(DISTANCES)}
+    choices = {"init": list(INITS), "distance": list(DISTANCES), "optimizer": list(OPTIMIZERS)}
     for flag, name, kind, help_ in _OPTIONS:
         group.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name),
                            help=f"{help_} (default: {getattr(defaults, name)})")

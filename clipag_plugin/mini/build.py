@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["default_out", "build", "main", "sha256_of"]
+__all__ = ["STAGES", "default_out", "build", "main", "sha256_of"]
 
 
 def default_out() -> Path:
@@ -42,19 +42,61 @@ def _jsonable(obj):
     return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
 
 
-def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, scale: float = 1.0) -> dict:
+STAGES = ("judge", "vanilla", "robust")
+_RECORD_KEYS = {"judge": ("judge_recipe",), "vanilla": ("vanilla_recipe",), "robust": ("robust_recipe", "trainer_config")}
+
+
+def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, scale: float = 1.0,
+          only: Optional[Sequence[str]] = None) -> dict:
     """Train judge, vanilla and robust models into ``out``; returns the build record.
 
     ``scale`` multiplies every step count (1.0 = the shipped recipe; small values for smoke tests).
+    ``only`` rebuilds some stages and keeps the others' files and record from ``out`` (e.g.
+    ``["robust"]`` after a trainer change; the stages are seeded, so this equals a full rebuild).
     """
-    from . import judge as judge_mod
-    from . import pretrain, robust
-
+    stages = tuple(only) if only else STAGES
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise ValueError(f"unknown build stage(s) {bad}; choose from {STAGES}")
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record: dict = {"seed": seed, "threads": threads, "torch": torch.__version__, "times_s": {}}
+    if set(stages) != set(STAGES):
+        kept = _kept_record(out, seed, stages)
+        record["times_s"] = {k: v for k, v in kept.get("times_s", {}).items() if k not in (*stages, "total")}
+        record.update({key: kept[key] for stage, keys in _RECORD_KEYS.items() if stage not in stages
+                       for key in keys if key in kept})
     steps = lambda n: max(1, int(round(n * scale)))  # noqa: E731
+
+    if "judge" in stages:
+        _judge_stage(out, seed, steps, progress, record)
+    if "vanilla" in stages:
+        _vanilla_stage(out, seed, steps, progress, record)
+    if "robust" in stages:
+        _robust_stage(out, seed, steps, progress, record)
+
+    record.update(describe(out, seed))
+    record["times_s"]["total"] = sum(record["times_s"].values())
+    (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _kept_record(out: Path, seed: int, stages: Sequence[str]) -> dict:
+    """The build record of the stages not rebuilt; they must exist in ``out`` with the same seed."""
+    path = out / "build.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: rebuilding only {list(stages)} needs the other stages' files and build.json "
+                                f"in --out; run the full build there first")
+    kept = json.loads(path.read_text())
+    if kept.get("seed") != seed:
+        raise ValueError(f"{path} was built with seed {kept.get('seed')}, this run uses {seed}; pass --seed "
+                         f"{kept.get('seed')} or rebuild every stage")
+    return kept
+
+
+def _judge_stage(out: Path, seed: int, steps, progress: bool, record: dict) -> None:
+    from . import judge as judge_mod
 
     t = time.perf_counter()
     jcfg = judge_mod.JudgeConfig(steps=steps(judge_mod.JudgeConfig.steps), seed=1234 + seed)
@@ -63,12 +105,20 @@ def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, sca
     record["times_s"]["judge"] = time.perf_counter() - t
     record["judge_recipe"] = _jsonable(jcfg)
 
+
+def _vanilla_stage(out: Path, seed: int, steps, progress: bool, record: dict) -> None:
+    from . import pretrain
+
     t = time.perf_counter()
     pcfg = pretrain.PretrainConfig(steps=steps(pretrain.PretrainConfig.steps), seed=seed)
     vanilla = pretrain.pretrain(pcfg, progress=progress)
     pretrain.save_folder(vanilla, out / "mini-vanilla")
     record["times_s"]["vanilla"] = time.perf_counter() - t
     record["vanilla_recipe"] = _jsonable(pcfg)
+
+
+def _robust_stage(out: Path, seed: int, steps, progress: bool, record: dict) -> None:
+    from . import pretrain, robust
 
     t = time.perf_counter()
     rcfg = robust.RobustConfig(steps=steps(robust.RobustConfig.steps), seed=seed)
@@ -77,11 +127,6 @@ def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, sca
     record["times_s"]["robust"] = time.perf_counter() - t
     record["robust_recipe"] = _jsonable(rcfg)
     record["trainer_config"] = robust.finetune_config(rcfg).to_dict()
-
-    record.update(describe(out, seed))
-    record["times_s"]["total"] = sum(record["times_s"].values())
-    (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
 
 
 def describe(out: Path, seed: int = 0) -> dict:
@@ -113,11 +158,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (the shipped files use 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the shipped files' setting)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply all step counts (smoke tests: 0.01)")
+    parser.add_argument("--only", nargs="+", choices=STAGES, default=None,
+                        help="rebuild only these stages, keeping the others' files in --out (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f"--scale must be > 0, got {args.scale}")
-    record = build(args.out or default_out(), args.seed, args.threads, not args.quiet, args.scale)
+    record = build(args.out or default_out(), args.seed, args.threads, not args.quiet, args.scale, args.only)
     print(json.dumps({k: record[k] for k in ("times_s", "clean_retrieval", "files")}, indent=2))
     return 0
 

@@ -5,7 +5,9 @@ feature), kept small and explicit so the measurement does not hide behind option
 
 * init: a caption-agnostic 16x16 Gaussian fitted to renders of all 600 captions, shrunk
   towards its mean (:func:`fit_init`, :func:`sample_init`);
-* steps: AdamW on the pixels, gradient-norm clip, maximize cosine to the prompt;
+* steps: maximize cosine to the prompt with AdamW on the pixels (gradient-norm clip), or with
+  normalized gradient ascent (``optimizer="l2"``: every step moves each image by ``lr`` in L2,
+  along its gradient, as in image synthesis with robust classifiers; Santurkar et al. 2019);
 * optional augmentation per step (random shift of up to ``shift`` px and Gaussian noise);
 * optional regularizers: a Gaussian blur between pixels and model, total variation, and
   coarse pixel grids added to the full-resolution pixels (multi-scale parametrization).
@@ -21,6 +23,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..synthesis.loop import l2_step_
 from . import world
 from .pretrain import normalize, text_features
 
@@ -67,7 +70,8 @@ class SynthConfig:
     """Settings of the pixel optimization."""
 
     steps: int = 200
-    lr: float = 0.02
+    lr: float = 0.02  # AdamW learning rate, or the L2 length of each step with optimizer="l2"
+    optimizer: str = "adamw"  # or "l2": normalized gradient ascent
     grad_clip: float = 1.0
     augment: bool = False
     shift: int = 4
@@ -77,6 +81,13 @@ class SynthConfig:
     scales: tuple[int, ...] = ()  # extra coarse pixel grids (e.g. (8, 16, 32)) added to the 64 px pixels
     shrink: float = 0.35
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"SynthConfig: optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
+
+
+OPTIMIZERS = ("adamw", "l2")
 
 
 def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
@@ -117,7 +128,8 @@ def synthesize(
         target = F.normalize(model.encode_text(tokenize(list(prompts))), dim=-1)
     pixels = init.clone().requires_grad_(True)
     coarse = [torch.zeros(len(init), 3, r, r, requires_grad=True) for r in cfg.scales]
-    opt = torch.optim.AdamW([pixels, *coarse], lr=cfg.lr, weight_decay=0.0)
+    params = [pixels, *coarse]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0) if cfg.optimizer == "adamw" else None
     for _ in range(cfg.steps):
         x = compose(pixels, coarse)
         view = _blur(x, cfg.blur) if cfg.blur > 0 else x
@@ -128,10 +140,14 @@ def synthesize(
         loss = -(feats * target).sum()
         if cfg.tv > 0:
             loss = loss + cfg.tv * total_variation(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([pixels, *coarse], cfg.grad_clip)
-        opt.step()
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+        else:
+            grads = torch.autograd.grad(loss, params)
+            l2_step_(params, grads, cfg.lr)
         if not coarse:
             with torch.no_grad():
                 pixels.clamp_(0, 1)

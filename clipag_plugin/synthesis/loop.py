@@ -34,9 +34,13 @@ __all__ = [
     "NonFiniteLossWarning",
     "frozen",
     "clip_grad_per_image",
+    "l2_step_",
     "guide_losses",
     "optimize",
 ]
+
+
+OPTIMIZERS = ("adamw", "l2")
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,10 @@ class GenerateConfig:
     """All options of a generation; defaults are the official notebook's."""
 
     steps: int = 100
-    lr: float = 0.0175
-    weight_decay: float = 0.01
-    grad_clip: float = 0.001  # max gradient norm per image
+    lr: float = 0.0175  # AdamW learning rate; with optimizer="l2" the L2 length of every step
+    optimizer: str = "adamw"  # or "l2": normalized gradient descent (robust-model synthesis)
+    weight_decay: float = 0.01  # AdamW only
+    grad_clip: float = 0.001  # max gradient norm per image (AdamW only)
     views: int = 32  # augmented full views per step (V)
     crops: int = 32  # random crops per step (P)
     augment: bool = True  # colour/translation/resize/cutout/noise on views (and noise on crops)
@@ -68,6 +73,7 @@ class GenerateConfig:
         checks = [
             (self.steps >= 1, f"steps={self.steps}: need at least 1"),
             (self.lr > 0, f"lr={self.lr}: must be > 0"),
+            (self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {OPTIMIZERS}"),
             (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: must be >= 0"),
             (self.grad_clip > 0, f"grad_clip={self.grad_clip}: must be > 0"),
             (self.views >= 0 and self.crops >= 0, f"views={self.views}, crops={self.crops}: must be >= 0"),
@@ -148,6 +154,20 @@ def clip_grad_per_image(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
     return grad * (max_norm / (norms + 1e-6)).clamp(max=1.0)
 
 
+@torch.no_grad()
+def l2_step_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], length: float) -> None:
+    """Move each image (row of every tensor in ``params``) by ``length`` in L2 against its gradient.
+
+    The norm is taken per image over all the tensors together; a zero gradient leaves the image.
+    This is the update of image synthesis with robust classifiers (Santurkar et al. 2019): unlike
+    Adam it keeps the gradient's spatial structure, which is what a robust model makes meaningful.
+    """
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = length / norms.clamp_min(1e-12)
+    for p, g in zip(params, grads, strict=True):
+        p.sub_(g * scale.view(-1, *([1] * (g.dim() - 1))))
+
+
 def guide_losses(
     images: torch.Tensor, view_batch: torch.Tensor, n_views: int, n_crops: int, guides: Sequence[Guide],
     config: GenerateConfig,
@@ -218,7 +238,8 @@ def optimize(
     if not 0 < crop <= size:
         raise ValueError(f"crop_size={crop} must be between 1 and the image size {size}")
     pixels = init.detach().clone().float().requires_grad_(True)
-    optimizer = torch.optim.AdamW([pixels], lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = (torch.optim.AdamW([pixels], lr=config.lr, weight_decay=config.weight_decay)
+                 if config.optimizer == "adamw" else None)
     b = init.shape[0]
     best = pixels.detach().cpu().clone()
     best_loss = torch.full((b,), math.inf)
@@ -250,11 +271,14 @@ def optimize(
                 best_cos[better] = cosine.detach().cpu()[better].float()
                 best_step[better] = step
             result.history.append({"step": step, "loss": detached.tolist(), "cosine": cosine.detach().cpu().tolist()})
-            # 4. gradient step with per-image norm clipping
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            pixels.grad = clip_grad_per_image(pixels.grad, config.grad_clip)
-            optimizer.step()
+            # 4. gradient step: AdamW with per-image norm clipping, or a fixed-length L2 step
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                pixels.grad = clip_grad_per_image(pixels.grad, config.grad_clip)
+                optimizer.step()
+            else:
+                l2_step_([pixels], torch.autograd.grad(loss.sum(), [pixels]), config.lr)
             # 5. back into [0, 1]: dynamic thresholding (or a plain clamp)
             with torch.no_grad():
                 pixels.copy_(dynamic_threshold(pixels, config.threshold) if config.threshold else pixels.clamp(0, 1))

@@ -19,6 +19,7 @@ __all__ = ["FinetuneConfig", "load_config_file"]
 PRECISIONS = ("auto", "fp32", "bf16")
 DATA_FORMATS = ("auto", "tar", "csv", "folder")
 ATTACK_LOSSES = ("contrastive", "fare")
+OBJECTIVES = ("contrastive", "classwise")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -58,11 +59,19 @@ class FinetuneConfig:
     norm: str = _f("l2", f"attack norm; one of {NORMS}", choices=NORMS)
     eps: Optional[float] = _f(None, "attack radius in [0,1] pixel units; default: L2 1.5 at 224x224 scaled by "
                                     "sqrt(pixel count) at other resolutions (e.g. 0.43 at 64x64), linf 4/255")
+    eps_ramp_steps: int = _f(0, "optimizer steps over which the attack radius grows linearly from "
+                                "eps_ramp_start * eps to eps (0: constant eps)")
+    eps_ramp_start: float = _f(0.0, "radius at step 0 of the ramp, as a fraction of eps")
     pgd_steps: int = _f(3, "PGD steps per batch (0: train on clean images)")
     step_size: Optional[float] = _f(None, "PGD step size; default 2.5 * eps / pgd_steps")
     random_start: bool = _f(False, "start PGD from a uniform draw in the ball")
     attack_loss: str = _f("contrastive", f"what PGD maximizes; one of {ATTACK_LOSSES}", choices=ATTACK_LOSSES)
     # objective
+    objective: str = _f("contrastive", f"what the attack (unless attack_loss=fare) and the training loss use; one of "
+                                       f"{OBJECTIVES}: the batch's image-caption InfoNCE, or (TeCoA) the cross-entropy "
+                                       f"of each image over all of --class-prompts", choices=OBJECTIVES)
+    class_prompts: Optional[str] = _f(None, "text file, one caption per line: the classes of objective=classwise; "
+                                            "every training caption must be one of them")
     clean_weight: float = _f(0.0, "weight of the clean contrastive loss (adversarial gets 1 - this)")
     fare_weight: float = _f(0.0, "weight of the FARE loss (L2 to the frozen original image embedding)")
     # bookkeeping
@@ -82,6 +91,7 @@ class FinetuneConfig:
             (self.precision in PRECISIONS, f"precision={self.precision!r}; choose one of {PRECISIONS}"),
             (self.norm in NORMS, f"norm={self.norm!r}; choose one of {NORMS}"),
             (self.attack_loss in ATTACK_LOSSES, f"attack_loss={self.attack_loss!r}; choose one of {ATTACK_LOSSES}"),
+            (self.objective in OBJECTIVES, f"objective={self.objective!r}; choose one of {OBJECTIVES}"),
             (self.steps >= 1, f"steps={self.steps}; must be >= 1"),
             (self.batch_size >= 1, f"batch_size={self.batch_size}; must be >= 1"),
             (self.accum_steps >= 1, f"accum_steps={self.accum_steps}; must be >= 1"),
@@ -89,6 +99,8 @@ class FinetuneConfig:
             (self.eps is None or self.eps >= 0, f"eps={self.eps}; must be >= 0"),
             (0.0 <= self.clean_weight <= 1.0, f"clean_weight={self.clean_weight}; must be in [0, 1]"),
             (self.fare_weight >= 0, f"fare_weight={self.fare_weight}; must be >= 0"),
+            (self.eps_ramp_steps >= 0, f"eps_ramp_steps={self.eps_ramp_steps}; must be >= 0"),
+            (0.0 <= self.eps_ramp_start <= 1.0, f"eps_ramp_start={self.eps_ramp_start}; must be in [0, 1]"),
             (self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps}; must be >= 0"),
             (self.num_workers >= 0, f"num_workers={self.num_workers}; must be >= 0"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints={self.keep_checkpoints}; must be >= 1"),
@@ -107,6 +119,14 @@ class FinetuneConfig:
         if self.step_size is not None:
             return float(self.step_size)
         return default_step_size(self.resolved_eps(resolution), max(1, self.pgd_steps))
+
+    def eps_at(self, step: int, resolution: int) -> tuple[float, float]:
+        """``(radius, step size)`` of the attack at optimizer step ``step`` (0-based), after the ramp."""
+        eps, size = self.resolved_eps(resolution), self.resolved_step_size(resolution)
+        if self.eps_ramp_steps <= 0 or step >= self.eps_ramp_steps:
+            return eps, size
+        frac = self.eps_ramp_start + (1.0 - self.eps_ramp_start) * step / self.eps_ramp_steps
+        return eps * frac, size * frac
 
     # --- (de)serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

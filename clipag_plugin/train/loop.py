@@ -1,10 +1,11 @@
 """``finetune``: adversarial fine-tuning of a CLIP image tower (CLIPAG recipe).
 
 Per micro-batch: encode the captions with the frozen text tower; craft a PGD perturbation that
-maximizes the batch's contrastive loss; take the contrastive loss of the perturbed images
-(optionally mixed with the clean loss and a FARE term); accumulate; every ``accum_steps``
-micro-batches clip, set the learning rate and step AdamW. Under torchrun the loss sees the
-features of every rank; checkpoints are atomic and resume exactly.
+maximizes the training objective (the batch's contrastive loss, or with ``objective=classwise``
+each image's cross-entropy over a fixed set of class captions, as TeCoA); take that objective
+on the perturbed images (optionally mixed with the clean loss and a FARE term); accumulate;
+every ``accum_steps`` micro-batches clip, set the learning rate and step AdamW. Under torchrun
+the contrastive loss sees the features of every rank; checkpoints are atomic and resume exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,9 @@ import torch.nn.functional as F
 from ..model import ClipagModel
 from . import dist, state
 from .config import FinetuneConfig
-from .objective import clip_logit_scale, combine_losses, contrastive_loss, fare_loss
+from .objective import classwise_loss, clip_logit_scale, combine_losses, contrastive_loss, fare_loss
 from .pgd import pgd_attack, sample_start
-from .text import encode_captions
+from .text import ClassBank, class_bank, encode_captions
 
 __all__ = ["finetune", "lr_at", "freeze_text_tower", "MetricsLogger"]
 
@@ -154,23 +155,30 @@ def _batches(data: Any, config: FinetuneConfig, resolution: int, d: dist.DistInf
 # --- one micro-batch ----------------------------------------------------------------------------
 def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[torch.nn.Module], images01: torch.Tensor,
                 tokens: torch.Tensor, config: FinetuneConfig, d: dist.DistInfo, micro: int, device: torch.device,
-                ) -> dict[str, torch.Tensor]:
+                bank: Optional[ClassBank] = None) -> dict[str, torch.Tensor]:
     """Attack, forward and return the losses (``backward`` is the caller's)."""
     visual = model.visual
     resolution = visual.input_resolution
-    eps, step_size = config.resolved_eps(resolution), config.resolved_step_size(resolution)
+    eps, step_size = config.eps_at(micro // config.accum_steps, resolution)
     scale = clip_logit_scale(model.logit_scale)
     # frozen towers: captions (all ranks) and, for FARE, the original embedding
+    labels = bank.labels(tokens) if bank is not None else None
     with torch.no_grad(), _autocast(device, config):
-        text = dist.gather_features(encode_captions(model, tokens).float(), with_grad=False)
+        text = None if bank is not None else dist.gather_features(encode_captions(model, tokens).float(), with_grad=False)
         ref = None if reference is None else _encode(reference, model, images01).float()
+
+    def objective(feats: torch.Tensor) -> torch.Tensor:
+        """The training objective of this rank's features (classwise) or the global batch's (contrastive)."""
+        if bank is not None:
+            return classwise_loss(feats, bank.features, labels, scale)
+        return contrastive_loss(dist.gather_features(feats), text, scale)
 
     def attack_objective(x01: torch.Tensor) -> torch.Tensor:
         with _autocast(device, config):
             feats = _encode(visual, model, x01).float()
         if config.attack_loss == "fare":
             return fare_loss(feats, ref)
-        return contrastive_loss(dist.gather_features(feats), text, scale)
+        return objective(feats)
 
     # the adversary: PGD in [0, 1] pixels, BatchNorm statistics frozen while attacking
     adversarial = images01
@@ -190,14 +198,15 @@ def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[
     with _autocast(device, config):
         feats = _encode(train_visual, model, inputs).float()
     feats_adv, feats_clean = feats[: images01.shape[0]], feats[images01.shape[0]:]
-    losses = {"adv_loss": contrastive_loss(dist.gather_features(feats_adv), text, scale)}
+    losses = {"adv_loss": objective(feats_adv)}
     if config.clean_weight > 0:
-        losses["clean_loss"] = contrastive_loss(dist.gather_features(feats_clean), text, scale)
+        losses["clean_loss"] = objective(feats_clean)
     if config.fare_weight > 0:
         losses["fare_loss"] = fare_loss(feats_adv, ref)
     # each rank holds the whole contrastive loss but gradients only through its own features;
     # DDP averages, so the contrastive terms are scaled by the world size to get the true gradient
-    w = float(d.world_size)
+    # (the classwise loss is a per-rank mean already: DDP's average is the global mean)
+    w = float(d.world_size) if bank is None else 1.0
     clean = losses.get("clean_loss")
     losses["backward"] = combine_losses(w * losses["adv_loss"], None if clean is None else w * clean,
                                         losses.get("fare_loss"), config.clean_weight, config.fare_weight)
@@ -206,6 +215,23 @@ def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[
     losses["loss"] = combine_losses(losses["adv_loss"].detach(), losses.get("clean_loss"), losses.get("fare_loss"),
                                     config.clean_weight, config.fare_weight)
     return losses
+
+
+def _class_bank(model: ClipagModel, config: FinetuneConfig, prompts: Optional[Sequence[str]]) -> Optional[ClassBank]:
+    """The classwise objective's captions, encoded once (None for the contrastive objective)."""
+    if config.objective != "classwise":
+        if prompts is not None:
+            raise ValueError("finetune: class_prompts given but objective is 'contrastive'; set objective='classwise'")
+        return None
+    if prompts is None:
+        if not config.class_prompts:
+            raise ValueError("finetune: objective='classwise' needs the class captions; pass class_prompts=[...] or "
+                             "--class-prompts FILE (one caption per line)")
+        path = Path(config.class_prompts)
+        if not path.is_file():
+            raise FileNotFoundError(f"--class-prompts {path}: no such file; give a text file with one caption per line")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return class_bank(model, prompts)
 
 
 def _text_fingerprint(model: ClipagModel) -> str:
@@ -242,6 +268,7 @@ def finetune(
     model_cfg: Optional[dict] = None,
     export: bool = True,
     on_step: Optional[Callable[[int, dict[str, float]], None]] = None,
+    class_prompts: Optional[Sequence[str]] = None,
 ) -> ClipagModel:
     """Adversarially fine-tune ``model``'s image tower in place and return it (eval mode).
 
@@ -260,6 +287,8 @@ def finetune(
         model_cfg: open_clip ``model_cfg`` for the export, when it cannot be found from ``model.name``.
         export: write ``out_dir/model`` (open_clip layout) at the end.
         on_step: called as ``on_step(step, metrics)`` after every optimizer step on every rank.
+        class_prompts: the classes of ``objective="classwise"`` (default: read from
+            ``config.class_prompts``, one caption per line).
     """
     from tqdm.auto import tqdm
 
@@ -285,6 +314,7 @@ def finetune(
     model.visual.train(config.train_batchnorm)
     needs_reference = config.fare_weight > 0 or config.attack_loss == "fare"
     reference = copy.deepcopy(model.visual).eval().requires_grad_(False) if needs_reference else None
+    bank = _class_bank(model, config, class_prompts)
     optimizer = torch.optim.AdamW(_param_groups(model.visual, config.weight_decay), lr=config.lr,
                                   betas=config.betas, weight_decay=config.weight_decay)
 
@@ -345,7 +375,7 @@ def finetune(
                 last = k == config.accum_steps - 1
                 sync = contextlib.nullcontext() if (last or not d.enabled) else train_visual.no_sync()
                 with sync:
-                    losses = _micro_step(model, train_visual, reference, images01, tokens, config, d, micro, device)
+                    losses = _micro_step(model, train_visual, reference, images01, tokens, config, d, micro, device, bank)
                     (losses["backward"] / config.accum_steps).backward()
                 micro += 1
                 if position is not None:

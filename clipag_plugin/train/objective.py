@@ -1,6 +1,7 @@
 """Losses of adversarial fine-tuning, as pure functions of features.
 
 * :func:`contrastive_loss`: CLIP's symmetric InfoNCE over a batch of (image, caption) pairs.
+* :func:`classwise_loss`: cross-entropy of each image over a fixed set of class captions (TeCoA).
 * :func:`fare_loss`: FARE's squared L2 distance to the frozen original image embedding.
 * :func:`combine_losses`: the training objective's weighted sum.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["contrastive_loss", "fare_loss", "combine_losses", "clip_logit_scale"]
+__all__ = ["contrastive_loss", "classwise_loss", "fare_loss", "combine_losses", "clip_logit_scale"]
 
 MAX_LOGIT_SCALE = 100.0
 
@@ -39,6 +40,20 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     logits = logit_scale * img @ txt.t()
     labels = torch.arange(img.shape[0], device=img.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+def classwise_loss(image_features: torch.Tensor, class_features: torch.Tensor, labels: torch.Tensor,
+                   logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """Mean cross-entropy of ``logit_scale * cos(image, class)`` over all classes; ``labels`` index ``class_features``.
+
+    Unlike :func:`contrastive_loss` every image competes against the same, complete set of
+    captions, whatever else is in the batch (TeCoA, Mao et al. 2023).
+    """
+    if labels.shape[0] != image_features.shape[0]:
+        raise ValueError(f"classwise_loss needs one label per image, got {labels.shape[0]} for {image_features.shape[0]}")
+    img = F.normalize(_at_least_fp32(image_features), dim=-1)
+    cls = F.normalize(_at_least_fp32(class_features), dim=-1)
+    return F.cross_entropy(logit_scale * img @ cls.t(), labels)
 
 
 def fare_loss(image_features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,14 @@ the cost: typical captions use 10-30 of the 77 positions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import torch
 
 from ..model import ClipagModel
 
-__all__ = ["used_length", "encode_captions"]
+__all__ = ["used_length", "encode_captions", "ClassBank", "class_bank"]
 
 
 def used_length(tokens: torch.Tensor) -> int:
@@ -52,3 +55,43 @@ def encode_captions(model: ClipagModel, tokens: torch.Tensor) -> torch.Tensor:
     if projection is not None:
         x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
     return x
+
+
+@dataclass(frozen=True)
+class ClassBank:
+    """The captions of the ``classwise`` objective: their features and a token -> class lookup."""
+
+    prompts: tuple[str, ...]
+    features: torch.Tensor  # (K, D), from the frozen text tower
+    index: dict[tuple[int, ...], int]
+
+    def labels(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Class index of every row of ``tokens``; ValueError naming a caption that is not a class."""
+        out = []
+        for row in tokens.tolist():
+            key = tuple(t for t in row if t != 0)
+            if key not in self.index:
+                from ..tokenizer import _tokenizer
+
+                caption = _tokenizer().decode(list(key)).replace("<start_of_text>", "").replace("<end_of_text>", "").strip()
+                raise ValueError(f"caption {caption!r} is not one of the {len(self.prompts)} class prompts; with "
+                                 f"objective=classwise every training caption must appear in --class-prompts")
+            out.append(self.index[key])
+        return torch.tensor(out, dtype=torch.long, device=tokens.device)
+
+
+@torch.no_grad()
+def class_bank(model: ClipagModel, prompts: Sequence[str], chunk: int = 256) -> ClassBank:
+    """Tokenize and encode ``prompts`` once with the frozen text tower."""
+    from ..tokenizer import tokenize
+
+    prompts = tuple(prompts)
+    if not prompts:
+        raise ValueError("class_bank: no class prompts; pass at least one caption")
+    tokens = tokenize(list(prompts), context_length=model.context_length, truncate=True)
+    device = next(model.inner.parameters()).device
+    feats = torch.cat([encode_captions(model, t.to(device)).float() for t in tokens.split(chunk)])
+    index: dict[tuple[int, ...], int] = {}
+    for i, row in enumerate(tokens.tolist()):
+        index.setdefault(tuple(t for t in row if t != 0), i)
+    return ClassBank(prompts, feats, index)

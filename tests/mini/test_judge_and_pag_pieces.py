@@ -86,3 +86,9 @@ def test_seeded_prompts_are_fixed_and_distinct():
     a, ia = pag.seeded_prompts(60)
     b, ib = pag.seeded_prompts(60)
     assert a == b and len(set(a)) == 60 and torch.equal(ia, ib)
+
+
+def test_synth_config_names_the_optimizers():
+    assert pag.SynthConfig(optimizer="l2").optimizer == "l2"
+    with pytest.raises(ValueError, match=r"optimizer='sgd'; choose one of \('adamw', 'l2'\)"):
+        pag.SynthConfig(optimizer="sgd")

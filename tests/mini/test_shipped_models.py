@@ -61,9 +61,10 @@ def test_clean_and_attacked_caption_retrieval(models):
         txt = pretrain.text_features(m.inner)
         acc[name] = (pag.attacked_retrieval(m.inner, images, ids, 0.0, txt=txt),
                      pag.attacked_retrieval(m.inner, images, ids, 1.0, steps=5, txt=txt))
-    assert acc["mini"][0] >= 0.93 and acc["mini-vanilla"][0] >= 0.9, acc  # 600-caption figures: 0.962, 0.943
-    # measured with 10 PGD steps on 300 images: 0.46 vs 0.09 (docs/mini-world.md)
-    assert acc["mini"][1] >= acc["mini-vanilla"][1] + 0.2, acc
+    # the issue's target: robust clean retrieval >= 0.95 (600-caption figures: mini 1.000, vanilla 0.943)
+    assert acc["mini"][0] >= 0.95 and acc["mini-vanilla"][0] >= 0.9, acc
+    # measured with 10 PGD steps on 300 images: 0.92 vs 0.09 (docs/mini-world.md)
+    assert acc["mini"][1] >= acc["mini-vanilla"][1] + 0.5, acc
 
 
 def test_synthesis_reaches_the_prompt_with_both_models(models):
@@ -77,3 +78,33 @@ def test_synthesis_reaches_the_prompt_with_both_models(models):
             before = torch.nn.functional.cosine_similarity(m.encode_pixels(init), m.encode_text(tokens))
             after = torch.nn.functional.cosine_similarity(m.encode_pixels(images), m.encode_text(tokens))
         assert (after > before + 0.1).all(), (name, before, after)
+
+
+# The README's main job, measured: the project's generator with every augmentation off, the
+# miniworld prior (best of 100 starts) and normalized-gradient steps, judged per attribute.
+PAG_SETTINGS = "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"
+
+
+def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
+    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.35 vs 0.10).
+
+    On these 24 prompts the shipped models measured colour+shape 0.42 (mini) vs 0.17 (mini-vanilla);
+    the assertion keeps a margin of 0.1 below that gap for numerical differences between machines.
+    """
+    import dataclasses
+
+    from clipag_plugin.cli.compare import parse_setting
+    from clipag_plugin.mini import judge as J
+    from clipag_plugin.synthesis.api import generate_tensor
+    from clipag_plugin.synthesis.loop import GenerateConfig
+
+    prompts, _ = pag.seeded_prompts(24, seed=2024)
+    cfg = dataclasses.replace(GenerateConfig(gmm_path="miniworld", gmm_candidates=100), **parse_setting(PAG_SETTINGS))
+    scores = {}
+    for name, m in models.items():
+        images = torch.cat([generate_tensor(m, p, seeds=[i], device="cpu", progress=False, config=cfg).images
+                            for i, p in enumerate(prompts)])
+        scores[name] = J.score(images, prompts)
+    robust, vanilla = scores["mini"], scores["mini-vanilla"]
+    assert robust["colour+shape"] >= vanilla["colour+shape"] + 0.15, scores
+    assert robust["shape"] >= vanilla["shape"] + 0.1, scores

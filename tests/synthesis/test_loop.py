@@ -12,6 +12,7 @@ from clipag_plugin.synthesis.loop import (
     NonFiniteLossWarning,
     clip_grad_per_image,
     frozen,
+    l2_step_,
     optimize,
 )
 
@@ -106,6 +107,43 @@ def test_clip_grad_per_image_known_answer():
     out = clip_grad_per_image(g, 0.001)
     assert float(out[0].norm()) == pytest.approx(0.001, rel=1e-3)
     assert torch.equal(out[1], g[1])  # under the limit: untouched
+
+
+def test_l2_step_moves_each_image_by_the_step_length_along_its_gradient():
+    g = torch.Generator().manual_seed(0)
+    pixels, coarse = torch.rand(3, 3, 8, 8, generator=g), torch.rand(3, 3, 2, 2, generator=g)
+    grads = [torch.randn(3, 3, 8, 8, generator=g), torch.randn(3, 3, 2, 2, generator=g)]
+    grads[0][1] = 0.0  # image 1 moves through its coarse grid only
+    before = [pixels.clone(), coarse.clone()]
+    l2_step_([pixels, coarse], grads, 0.5)
+    moved = ((pixels - before[0]).flatten(1).pow(2).sum(1) + (coarse - before[1]).flatten(1).pow(2).sum(1)).sqrt()
+    assert torch.allclose(moved, torch.full((3,), 0.5))
+    assert torch.equal(pixels[1], before[0][1])
+    cos = torch.nn.functional.cosine_similarity((before[0] - pixels).flatten(1), grads[0].flatten(1))
+    assert torch.allclose(cos[[0, 2]], torch.ones(2))  # straight down the gradient
+    zero = torch.rand(2, 3, 4, 4)
+    untouched = zero.clone()
+    l2_step_([zero], [torch.zeros_like(zero)], 1.0)
+    assert torch.equal(zero, untouched)
+
+
+
+def test_l2_optimizer_takes_fixed_length_steps_and_optimizes(fake_clip):
+    config = dataclasses.replace(PLAIN, optimizer="l2", lr=0.3, threshold=None, steps=6)
+    moved = []
+    guides = load_guides(fake_clip, [Prompt("a red barn")], truncate=False)
+    init = torch.full((1, 3, 16, 16), 0.5)  # mid-gray: six steps of 0.3 cannot reach the clamp
+    previous = [init]
+
+    def record(step, pixels, loss):
+        moved.append(float((pixels - previous[-1]).norm()))
+        previous.append(pixels.clone())
+
+    result = optimize(init, guides, config, [torch.Generator().manual_seed(0)], progress=False, callback=record)
+    assert moved == pytest.approx([0.3] * 6, rel=1e-4)
+    assert result.history[-1]["loss"][0] < result.history[0]["loss"][0]
+    with pytest.raises(ValueError, match="optimizer='sgd': choose one of"):
+        GenerateConfig(optimizer="sgd")
 
 
 def test_frozen_restores_requires_grad(fake_clip):
