@@ -111,7 +111,11 @@ def resolve_models(names: Optional[Sequence[str]]) -> tuple[list[str], str]:
     if names:
         return list(names), ""
     name, reason = default_model_choice()
-    return [name], f"using model {name!r}: {reason}"
+    note = f"using model {name!r}: {reason}"
+    if name == "mini":
+        note += ("\ntip: the mini models paint best with --gmm miniworld --optimizer l2 --lr 1 --views 1 --crops 0 "
+                 "--no-augment --no-threshold and mini-world captions (docs/mini-world.md)")
+    return [name], note
 
 
 def output_paths(out: Path, seeds: Sequence[int]) -> list[Path]:

@@ -83,7 +83,8 @@ def model_card(base_model: str, recipe: dict[str, Any], metrics: Optional[dict[s
         "",
         f"- data: `{data or recipe.get('data') or 'in-memory'}`",
     ]
-    keys = ["norm", "eps", "pgd_steps", "step_size", "random_start", "attack_loss", "clean_weight", "fare_weight",
+    keys = ["norm", "eps", "eps_ramp_steps", "eps_ramp_start", "pgd_steps", "step_size", "random_start", "attack_loss",
+            "objective", "class_prompts", "clean_weight", "fare_weight",
             "steps", "batch_size", "accum_steps", "lr", "weight_decay", "warmup_steps", "grad_clip", "precision", "seed"]
     lines += [f"- {k}: `{recipe[k]}`" for k in keys if k in recipe]
     if metrics:

@@ -85,6 +85,15 @@ def test_default_model_prefers_cached_vitb32(tmp_path, monkeypatch, offline_hub)
     assert api.resolve_default_model() == "ViT-B/32"
 
 
+def test_cli_fallback_to_mini_says_why_and_how_it_paints_best(monkeypatch, offline_hub):
+    from clipag_plugin.cli.generate import resolve_models
+
+    monkeypatch.setattr(api, "_mini_available", lambda: True)
+    names, note = resolve_models(None)
+    assert names == ["mini"] and "offline mode is on" in note and "--optimizer l2" in note
+    assert resolve_models(["mini-vanilla"]) == (["mini-vanilla"], "")
+
+
 def test_default_model_without_mini_says_what_to_do(monkeypatch, offline_hub):
     monkeypatch.setattr(api, "_mini_available", lambda: False)
     with pytest.raises(FileNotFoundError, match="--model"):
