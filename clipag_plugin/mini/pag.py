@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..synthesis.loop import l2_step_
+from ..synthesis.loop import OPTIMIZERS, l2_step_
 from . import world
 from .pretrain import normalize, text_features
 
@@ -85,9 +85,6 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"SynthConfig: optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
-
-
-OPTIMIZERS = ("adamw", "l2")
 
 
 def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
