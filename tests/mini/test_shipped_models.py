@@ -63,7 +63,7 @@ def test_clean_and_attacked_caption_retrieval(models):
                      pag.attacked_retrieval(m.inner, images, ids, 1.0, steps=5, txt=txt))
     # the issue's target: robust clean retrieval >= 0.95 (600-caption figures: mini 1.000, vanilla 0.943)
     assert acc["mini"][0] >= 0.95 and acc["mini-vanilla"][0] >= 0.9, acc
-    # measured with 10 PGD steps on 300 images: 0.92 vs 0.09 (docs/mini-world.md)
+    # measured with 10 PGD steps on 300 images: 0.92 vs 0.07 (docs/mini-world.md)
     assert acc["mini"][1] >= acc["mini-vanilla"][1] + 0.5, acc
 
 
@@ -86,7 +86,7 @@ PAG_SETTINGS = "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"
 
 
 def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
-    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.35 vs 0.10).
+    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.37 vs 0.17).
 
     On these 24 prompts the shipped models measured colour+shape 0.42 (mini) vs 0.17 (mini-vanilla);
     the assertion keeps a margin of 0.1 below that gap for numerical differences between machines.
