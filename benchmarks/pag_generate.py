@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import torch
 
@@ -54,8 +55,6 @@ def main() -> None:
                 scores = {k: round(float(v), 3) for k, v in J.score(images, prompts, judge).items()}
                 print(f"{name} | {spec} | steps {steps} | {scores} | {time.time() - start:.0f}s", flush=True)
                 if args.save:
-                    from pathlib import Path
-
                     Path(args.save).mkdir(parents=True, exist_ok=True)
                     torch.save(images, Path(args.save) / f"{Path(name).name}_setting{k}_steps{steps}.pt")
 
