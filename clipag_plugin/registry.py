@@ -152,9 +152,9 @@ _ENTRIES = (
     ModelEntry(
         name="mini",
         source=PackagedFiles(
-            folder="mini", weights_sha256="5ecf1616179d3291dfb6f6358d629e100a71d3c79bf8d38364b2884078efb6b3"
+            folder="mini", weights_sha256="3aeb6ef838c9c676d55d7097873cfbe9ed77114167216b75598eb38f8cf9f294"
         ),
-        architecture="mini-RN (64 px)",
+        architecture="mini-RN (reads the 64 px world at 96 px)",
         robust=True,
         threat_model="L2 (mini world, see docs/mini-world.md)",
         finetuned_from="mini-vanilla",
@@ -165,9 +165,9 @@ _ENTRIES = (
     ModelEntry(
         name="mini-vanilla",
         source=PackagedFiles(
-            folder="mini-vanilla", weights_sha256="74867a2e1b596fa5aaca985dad4dcf47e12cb8bc03742f28460d43a197d28fcf"
+            folder="mini-vanilla", weights_sha256="fe38af3bfdb68a165077dc7b875c3617d509760bd1f71cdedb4db293c7e60822"
         ),
-        architecture="mini-RN (64 px)",
+        architecture="mini-RN (reads the 64 px world at 96 px)",
         robust=False,
         threat_model="none (vanilla, NOT robust)",
         finetuned_from="-",

@@ -25,7 +25,7 @@ class CliError(Exception):
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--steps", "steps", int, "optimization steps"),
     ("--lr", "lr", float, "AdamW learning rate, or with --optimizer l2 the L2 length of each step "
-                          "in [0, 1] pixels (about 1.0 at 64 px)"),
+                          "in [0, 1] pixels (1.0 for the mini models at 96 px)"),
     ("--optimizer", "optimizer", str, "adamw (the notebook's) or l2: fixed-length steps along the gradient, "
                                       "as in synthesis with robust classifiers"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay"),

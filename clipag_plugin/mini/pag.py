@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..synthesis.loop import OPTIMIZERS, l2_step_
 from . import world
-from .pretrain import normalize, text_features
+from .pretrain import encode_world, text_features
 
 __all__ = [
     "InitGaussian",
@@ -35,6 +35,7 @@ __all__ = [
     "synthesize",
     "attacked_retrieval",
     "seeded_prompts",
+    "retarget",
 ]
 
 
@@ -115,8 +116,8 @@ def synthesize(
 ) -> torch.Tensor:
     """Images that maximize cosine to each prompt's text feature, starting from ``init``.
 
-    ``model`` is an open_clip CLIP or a :class:`~clipag_plugin.model.ClipagModel` (its
-    ``encode_image`` takes normalized images, its ``encode_text`` tokens).
+    ``model`` is an open_clip CLIP or a :class:`~clipag_plugin.model.ClipagModel`; the images stay
+    at ``init``'s size and are resized into the model (:func:`~.pretrain.encode_world`).
     """
     from ..tokenizer import tokenize
 
@@ -133,7 +134,7 @@ def synthesize(
         if cfg.augment:  # one random shift for the batch plus per-pixel noise
             dx, dy = (int(v) for v in torch.randint(-cfg.shift, cfg.shift + 1, (2,), generator=g))
             view = _shift(view, dx, dy) + cfg.noise * torch.randn(view.shape, generator=g)
-        feats = F.normalize(model.encode_image(normalize(view)), dim=-1)
+        feats = F.normalize(encode_world(model, view), dim=-1)
         loss = -(feats * target).sum()
         if cfg.tv > 0:
             loss = loss + cfg.tv * total_variation(x)
@@ -175,14 +176,14 @@ def attacked_retrieval(
     scale = model.logit_scale.exp().detach()
 
     def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        img = F.normalize(model.encode_image(normalize(x)), dim=-1)
+        img = F.normalize(encode_world(model, x), dim=-1)
         return F.cross_entropy(scale * img @ txt.t(), ids, reduction="sum")
 
     if eps > 0 and steps > 0:
         g = torch.Generator().manual_seed(seed)
         images01 = pgd_attack(loss_fn, images01, eps, steps=steps, norm="l2", random_start=False, generator=g)
     with torch.no_grad():
-        img = F.normalize(model.encode_image(normalize(images01)), dim=-1)
+        img = F.normalize(encode_world(model, images01), dim=-1)
         return float(((img @ txt.t()).argmax(-1) == ids).float().mean())
 
 
@@ -191,3 +192,22 @@ def seeded_prompts(n: int = 60, seed: int = 2024) -> tuple[list[str], torch.Tens
     ids = torch.randperm(600, generator=torch.Generator().manual_seed(seed))[:n]
     texts = world.all_captions()
     return [texts[i] for i in ids.tolist()], ids
+
+
+def retarget(ids: torch.Tensor, attribute: str, generator: torch.Generator) -> torch.Tensor:
+    """Caption ids with the object's ``attribute`` ("colour" or "shape") changed to another valid value.
+
+    A new colour differs from both the old one and the background. With :func:`synthesize` started
+    from clean renders of ``ids`` this is the *morph* test: do the gradients redraw the one attribute?
+    """
+    if attribute not in ("colour", "shape"):
+        raise ValueError(f"retarget: attribute={attribute!r}; choose 'colour' or 'shape'")
+    out = []
+    for c, s, p, b in (world.index_tuple(i) for i in ids.tolist()):
+        if attribute == "shape":
+            s = (s + 1 + int(torch.randint(len(world.SHAPES) - 1, (1,), generator=generator))) % len(world.SHAPES)
+        else:
+            choices = [k for k in range(len(world.COLOURS)) if k not in (c, b)]
+            c = choices[int(torch.randint(len(choices), (1,), generator=generator))]
+        out.append(world.caption_index(c, s, p, b))
+    return torch.tensor(out, dtype=torch.long)

@@ -23,15 +23,23 @@ __all__ = [
     "PretrainConfig",
     "new_model",
     "caption_tokens",
+    "INPUT_SIZE",
+    "encode_world",
+    "upsample",
     "pretrain",
     "retrieval_accuracy",
     "save_folder",
 ]
 
-# open_clip model_cfg: ModifiedResNet tower at 64 px, text tower with the real CLIP vocabulary.
+# The models read the 64 px world upsampled to this size (as CLIP reads photos at 224 px). Reading
+# it at 96 px gives the stride-2 stem and the 4x-downsampled features 1.5x the resolution of the
+# world's pixels; at 64 px the robust model paints ragged, speckled shapes (docs/mini-world.md).
+INPUT_SIZE = 96
+
+# open_clip model_cfg: ModifiedResNet tower, text tower with the real CLIP vocabulary.
 MINI_MODEL_CFG: dict = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
+    "vision_cfg": {"image_size": INPUT_SIZE, "layers": [1, 1, 1, 1], "width": 16},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 2},
 }
 # The world's images are in [0, 1]; plain 0.5/0.5 normalization.
@@ -71,6 +79,23 @@ def normalize(x01: torch.Tensor) -> torch.Tensor:
     return (x01 - 0.5) / 0.5
 
 
+def encode_world(model: torch.nn.Module, images01: torch.Tensor) -> torch.Tensor:
+    """Image features of [0, 1] world images of any size: resized to the tower's input size, normalized.
+
+    ``model`` is an open_clip CLIP or a :class:`~clipag_plugin.model.ClipagModel`. The resize is
+    bilinear (:func:`upsample`) and differentiable.
+    """
+    size = int(model.visual.image_size if hasattr(model.visual, "image_size") else model.visual.input_resolution)
+    return model.encode_image(normalize(upsample(images01, size)))
+
+
+def upsample(images01: torch.Tensor, size: int) -> torch.Tensor:
+    """World images resized to ``size`` px, bilinearly (a no-op at their own size); differentiable."""
+    if images01.shape[-2:] == (size, size):
+        return images01
+    return F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -80,7 +105,7 @@ def _lr_at(step: int, cfg: PretrainConfig) -> float:
 
 def clip_loss(model: torch.nn.Module, images01: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of matched (image, caption) pairs."""
-    img = F.normalize(model.encode_image(normalize(images01)), dim=-1)
+    img = F.normalize(encode_world(model, images01), dim=-1)
     txt = F.normalize(model.encode_text(tokens), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.t()
     labels = torch.arange(len(images01))
@@ -135,7 +160,7 @@ def retrieval_accuracy(
 ) -> float:
     """Fraction of images whose nearest of the 600 captions is their own."""
     txt = text_features(model) if txt is None else txt
-    img = F.normalize(model.encode_image(normalize(images01)), dim=-1)
+    img = F.normalize(encode_world(model, images01), dim=-1)
     return float(((img @ txt.t()).argmax(-1) == ids).float().mean())
 
 

@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 import torch
 
 from . import world
-from .pretrain import caption_tokens
+from .pretrain import caption_tokens, upsample
 
 __all__ = ["RobustConfig", "WorldStream", "finetune_config", "make_robust"]
 
@@ -30,7 +30,7 @@ class RobustConfig:
     batch_size: int = 64
     lr: float = 5e-4
     warmup: int = 20
-    eps: float = 2.0  # final L2 radius in [0, 1] pixels at 64x64 (see the sweeps in docs/mini-world.md)
+    eps: float = 2.0  # final L2 radius in [0, 1] pixels of the model's input (96 px; 1.33 in the world's 64 px)
     eps_ramp_steps: int = 720  # the radius grows linearly over these steps ...
     eps_ramp_start: float = 0.5  # ... from this fraction of eps
     objective: str = "classwise"  # or "contrastive" (the in-batch loss of the first shipped mini)
@@ -41,17 +41,23 @@ class RobustConfig:
 
 
 class WorldStream:
-    """Re-iterable, seeded stream of ``(images01, tokens)`` batches with distinct captions."""
+    """Re-iterable, seeded stream of ``(images01, tokens)`` batches with distinct captions.
 
-    def __init__(self, batch_size: int, seed: int, variation: world.Variation = world.TRAIN) -> None:
-        self.batch_size, self.seed, self.variation = batch_size, seed, variation
+    Images come at ``size`` px (the world's 64 px renders upsampled bilinearly), so the trainer's
+    attack radius is measured in the model's input pixels, as for any CLIP.
+    """
+
+    def __init__(self, batch_size: int, seed: int, variation: world.Variation = world.TRAIN,
+                 size: int = world.SIZE) -> None:
+        self.batch_size, self.seed, self.variation, self.size = batch_size, seed, variation, size
         self.tokens = caption_tokens()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed)
         while True:
             ids = torch.randperm(len(self.tokens), generator=g)[: self.batch_size]
-            yield world.render(world.scenes_from_indices(ids, g, self.variation)), self.tokens[ids]
+            images = world.render(world.scenes_from_indices(ids, g, self.variation))
+            yield upsample(images, self.size), self.tokens[ids]
 
 
 def finetune_config(cfg: RobustConfig):
@@ -94,7 +100,7 @@ def make_robust(vanilla_folder: Path, cfg: RobustConfig = RobustConfig(), out_di
     from .pretrain import MINI_MODEL_CFG
 
     model, _ = load(str(vanilla_folder), device="cpu")
-    data = WorldStream(cfg.batch_size, cfg.seed + 7, cfg.variation)
+    data = WorldStream(cfg.batch_size, cfg.seed + 7, cfg.variation, model.visual.input_resolution)
     prompts = world.all_captions() if cfg.objective == "classwise" else None
     return finetune(model, data, finetune_config(cfg), out_dir=out_dir, progress=progress,
                     model_cfg=MINI_MODEL_CFG, export=False, class_prompts=prompts)

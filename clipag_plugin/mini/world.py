@@ -30,6 +30,7 @@ __all__ = [
     "caption",
     "all_captions",
     "caption_index",
+    "index_tuple",
     "parse_caption",
     "scenes_from_indices",
     "sample_scenes",
@@ -99,6 +100,13 @@ def caption_index(colour: int, shape: int, position: int, background: int) -> in
             f"no caption for colour={colour}, shape={shape}, position={position}, background={background}: "
             "the background colour must differ from the object's and indices must be in range"
         ) from None
+
+
+def index_tuple(caption_id: int) -> tuple[int, int, int, int]:
+    """``(colour, shape, position, background)`` indices of a caption id (inverse of :func:`caption_index`)."""
+    if not 0 <= caption_id < len(_TUPLES):
+        raise IndexError(f"caption id {caption_id} is out of range; the world has {len(_TUPLES)} captions (0-{len(_TUPLES) - 1})")
+    return _TUPLES[caption_id]
 
 
 def parse_caption(text: str) -> dict[str, str]:

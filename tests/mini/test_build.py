@@ -7,7 +7,7 @@ import json
 import pytest
 
 import clipag
-from clipag_plugin.mini import build
+from clipag_plugin.mini import build, pretrain
 
 
 def test_build_writes_loadable_folders_judge_and_record(tmp_path):
@@ -23,7 +23,7 @@ def test_build_writes_loadable_folders_judge_and_record(tmp_path):
     assert record["trainer_config"]["pgd_steps"] == 3  # the robust model comes from the project's trainer
     assert record["trainer_config"]["objective"] == "classwise" and record["trainer_config"]["eps_ramp_steps"] > 0
     model, preprocess = clipag.load(str(tmp_path / "mini"), device="cpu")
-    assert model.visual.input_resolution == 64
+    assert model.visual.input_resolution == pretrain.INPUT_SIZE  # reads the 64 px world at 96 px
     assert record["files"]["mini/open_clip_model.safetensors"]["sha256"] != record["files"][
         "mini-vanilla/open_clip_model.safetensors"]["sha256"]
 

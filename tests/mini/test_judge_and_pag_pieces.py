@@ -92,3 +92,34 @@ def test_synth_config_names_the_optimizers():
     assert pag.SynthConfig(optimizer="l2").optimizer == "l2"
     with pytest.raises(ValueError, match=r"optimizer='sgd'; choose one of \('adamw', 'l2'\)"):
         pag.SynthConfig(optimizer="sgd")
+
+
+def test_retarget_changes_exactly_the_named_attribute():
+    ids = torch.arange(0, 600, 7)
+    g = torch.Generator().manual_seed(0)
+    for attribute, slot in (("colour", 0), ("shape", 1)):
+        new = pag.retarget(ids, attribute, g)
+        for old_id, new_id in zip(ids.tolist(), new.tolist(), strict=True):
+            old, changed = world.index_tuple(old_id), world.index_tuple(new_id)
+            assert changed[slot] != old[slot]
+            assert [v for k, v in enumerate(changed) if k != slot] == [v for k, v in enumerate(old) if k != slot]
+            assert changed[0] != changed[3]  # a caption never names the background's colour for the object
+    with pytest.raises(ValueError, match="choose 'colour' or 'shape'"):
+        pag.retarget(ids, "position", g)
+
+
+def test_index_tuple_inverts_caption_index_and_names_the_range():
+    assert all(world.caption_index(*world.index_tuple(i)) == i for i in range(600))
+    with pytest.raises(IndexError, match="600 captions"):
+        world.index_tuple(600)
+
+
+def test_upsample_to_the_model_size_is_differentiable_and_keeps_flat_colours():
+    from clipag_plugin.mini import pretrain
+
+    x = torch.rand(1, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: pretrain.upsample(t * 0.8 + 0.1, 9), (x,))
+    flat = torch.full((2, 3, 64, 64), 0.3)
+    up = pretrain.upsample(flat, pretrain.INPUT_SIZE)
+    assert up.shape == (2, 3, 96, 96) and torch.allclose(up, torch.full_like(up, 0.3))
+    assert pretrain.upsample(flat, 64) is flat

@@ -7,6 +7,7 @@ import torch
 
 import clipag
 from clipag_plugin import hub, registry
+from clipag_plugin.mini import pretrain
 from clipag_plugin.mini.prior import build_world_gmm, world_gmm_path
 from clipag_plugin.synthesis.gmm import load_gmm
 
@@ -31,7 +32,7 @@ def test_shipped_weights_match_the_registry_sha256(monkeypatch):
     entry = registry.REGISTRY["mini"]
     assert entry.source.weights_sha256 is not None
     model, _ = clipag.load("mini", device="cpu")
-    assert model.visual.input_resolution == 64
+    assert model.visual.input_resolution == pretrain.INPUT_SIZE  # reads the 64 px world at 96 px
     bad = registry.ModelEntry(**{**entry.__dict__, "source": registry.PackagedFiles("mini", "0" * 64)})
     monkeypatch.setitem(registry.REGISTRY, "mini", bad)
     with pytest.raises(hub.ChecksumError, match="do not match"):

@@ -37,11 +37,12 @@ def test_shipped_files_are_small_and_match_the_build_record():
 
 def test_models_have_the_clip_surface_and_read_clipag_tokenize(models):
     for m in models.values():
-        assert m.visual.input_resolution == 64 and m.context_length == 77
+        assert m.visual.input_resolution == pretrain.INPUT_SIZE == 96 and m.context_length == 77
         assert m.dtype == torch.float32  # fp16 storage, fp32 weights after load
         tokens = clipag.tokenize(["a red circle on the left, green background"])
         assert tokens.shape == (1, 77)
-        logits_i, logits_t = m(m.normalize(world.render_clean([0])), tokens)
+        image = torch.nn.functional.interpolate(world.render_clean([0]), size=96, mode="bilinear")
+        logits_i, logits_t = m(m.normalize(image), tokens)
         assert logits_i.shape == logits_t.shape == (1, 1)
 
 
@@ -86,10 +87,11 @@ PAG_SETTINGS = "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"
 
 
 def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
-    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.37 vs 0.17).
+    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.43 vs 0.12).
 
-    On these 24 prompts the shipped models measured colour+shape 0.42 (mini) vs 0.17 (mini-vanilla);
-    the assertion keeps a margin of 0.1 below that gap for numerical differences between machines.
+    On these 24 prompts the shipped models measured colour+shape 0.50 (mini) vs 0.08 (mini-vanilla)
+    and shape 0.54 vs 0.17; the assertions keep a margin of about 0.15 below those gaps for
+    numerical differences between machines.
     """
     import dataclasses
 
@@ -106,5 +108,20 @@ def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
                             for i, p in enumerate(prompts)])
         scores[name] = J.score(images, prompts)
     robust, vanilla = scores["mini"], scores["mini-vanilla"]
-    assert robust["colour+shape"] >= vanilla["colour+shape"] + 0.15, scores
-    assert robust["shape"] >= vanilla["shape"] + 0.1, scores
+    assert robust["colour+shape"] >= vanilla["colour+shape"] + 0.25, scores
+    assert robust["shape"] >= vanilla["shape"] + 0.2, scores
+
+
+def test_morph_robust_gradients_redraw_the_shape_where_vanilla_gradients_do_not(models):
+    """The morph test (benchmarks/mini_morph.py) on 24 renders: L2 steps towards the same caption with
+    another shape. Measured on 48 renders: the judge reads the target shape in 0.54 (mini) vs 0.00."""
+    from clipag_plugin.mini import judge as J
+
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(600, (24,), generator=g)
+    texts = world.all_captions()
+    prompts = [texts[i] for i in pag.retarget(ids, "shape", g).tolist()]
+    start = world.render_clean(ids, seed=3)
+    read = {name: J.score(pag.synthesize(m, prompts, start, pag.SynthConfig(steps=60, lr=1.0, optimizer="l2")),
+                          prompts)["shape"] for name, m in models.items()}
+    assert read["mini"] >= read["mini-vanilla"] + 0.25 and read["mini-vanilla"] <= 0.15, read
