@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..synthesis.init import upsample
 from . import world
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
     "caption_tokens",
     "INPUT_SIZE",
     "encode_world",
-    "upsample",
     "pretrain",
     "retrieval_accuracy",
     "save_folder",
@@ -83,17 +83,12 @@ def encode_world(model: torch.nn.Module, images01: torch.Tensor) -> torch.Tensor
     """Image features of [0, 1] world images of any size: resized to the tower's input size, normalized.
 
     ``model`` is an open_clip CLIP or a :class:`~clipag_plugin.model.ClipagModel`. The resize is
-    bilinear (:func:`upsample`) and differentiable.
+    bilinear (:func:`clipag_plugin.synthesis.init.upsample`) and differentiable.
     """
     size = int(model.visual.image_size if hasattr(model.visual, "image_size") else model.visual.input_resolution)
-    return model.encode_image(normalize(upsample(images01, size)))
-
-
-def upsample(images01: torch.Tensor, size: int) -> torch.Tensor:
-    """World images resized to ``size`` px, bilinearly (a no-op at their own size); differentiable."""
-    if images01.shape[-2:] == (size, size):
-        return images01
-    return F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    if images01.shape[-2:] != (size, size):
+        images01 = upsample(images01, size)
+    return model.encode_image(normalize(images01))
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:

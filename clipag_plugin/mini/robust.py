@@ -16,8 +16,9 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..synthesis.init import upsample
 from . import world
-from .pretrain import caption_tokens, upsample
+from .pretrain import caption_tokens
 
 __all__ = ["RobustConfig", "WorldStream", "finetune_config", "make_robust"]
 

@@ -114,12 +114,15 @@ def test_index_tuple_inverts_caption_index_and_names_the_range():
         world.index_tuple(600)
 
 
-def test_upsample_to_the_model_size_is_differentiable_and_keeps_flat_colours():
+def test_world_images_reach_the_model_upsampled_differentiably_and_keep_flat_colours():
     from clipag_plugin.mini import pretrain
+    from clipag_plugin.synthesis.init import upsample
 
     x = torch.rand(1, 3, 6, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: pretrain.upsample(t * 0.8 + 0.1, 9), (x,))
+    assert torch.autograd.gradcheck(lambda t: upsample(t * 0.8 + 0.1, 9), (x,))
     flat = torch.full((2, 3, 64, 64), 0.3)
-    up = pretrain.upsample(flat, pretrain.INPUT_SIZE)
+    up = upsample(flat, pretrain.INPUT_SIZE)
     assert up.shape == (2, 3, 96, 96) and torch.allclose(up, torch.full_like(up, 0.3))
-    assert pretrain.upsample(flat, 64) is flat
+    model = pretrain.new_model(0).eval()
+    with torch.no_grad():
+        assert torch.allclose(pretrain.encode_world(model, flat), model.encode_image(pretrain.normalize(up)), atol=1e-6)
