@@ -152,7 +152,7 @@ _ENTRIES = (
     ModelEntry(
         name="mini",
         source=PackagedFiles(
-            folder="mini", weights_sha256="3aeb6ef838c9c676d55d7097873cfbe9ed77114167216b75598eb38f8cf9f294"
+            folder="mini", weights_sha256="83a60413deb8372f6961a0ec05dca6018ecf330e5aa2a7e40fd61192d2c54dc5"
         ),
         architecture="mini-RN (reads the 64 px world at 96 px)",
         robust=True,

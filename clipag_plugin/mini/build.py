@@ -2,7 +2,8 @@
 
 1. the judge (``weights/judge.safetensors``), trained on widely varied renders;
 2. ``mini-vanilla``: contrastive pretraining from scratch (:mod:`.pretrain`);
-3. ``mini``: ``mini-vanilla`` adversarially fine-tuned by the project's trainer (:mod:`.robust`).
+3. ``mini``: ``mini-vanilla`` adversarially fine-tuned by the project's trainer (:mod:`.robust`),
+4. then continued with its own samples as negatives (stage ``samples``, :data:`.robust.SAMPLES`).
 
 Each model folder is in open_clip layout (``open_clip_config.json`` +
 ``open_clip_model.safetensors``, fp16 storage). A ``build.json`` beside them records the recipe,
@@ -42,8 +43,9 @@ def _jsonable(obj):
     return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
 
 
-STAGES = ("judge", "vanilla", "robust")
-_RECORD_KEYS = {"judge": ("judge_recipe",), "vanilla": ("vanilla_recipe",), "robust": ("robust_recipe", "trainer_config")}
+STAGES = ("judge", "vanilla", "robust", "samples")
+_RECORD_KEYS = {"judge": ("judge_recipe",), "vanilla": ("vanilla_recipe",), "robust": ("robust_recipe", "trainer_config"),
+                "samples": ("samples_recipe", "samples_trainer_config")}
 
 
 def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, scale: float = 1.0,
@@ -58,6 +60,8 @@ def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, sca
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ValueError(f"unknown build stage(s) {bad}; choose from {STAGES}")
+    if "robust" in stages and "samples" not in stages:  # the robust stage rewrites mini: continue it again
+        stages = (*stages, "samples")
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +79,8 @@ def build(out: Path, seed: int = 0, threads: int = 1, progress: bool = True, sca
         _vanilla_stage(out, seed, steps, progress, record)
     if "robust" in stages:
         _robust_stage(out, seed, steps, progress, record)
+    if "samples" in stages:
+        _samples_stage(out, seed, steps, progress, record)
 
     record.update(describe(out, seed))
     record["times_s"]["total"] = sum(record["times_s"].values())
@@ -127,6 +133,19 @@ def _robust_stage(out: Path, seed: int, steps, progress: bool, record: dict) -> 
     record["times_s"]["robust"] = time.perf_counter() - t
     record["robust_recipe"] = _jsonable(rcfg)
     record["trainer_config"] = robust.finetune_config(rcfg).to_dict()
+
+
+def _samples_stage(out: Path, seed: int, steps, progress: bool, record: dict) -> None:
+    """Continue the saved (fp16) ``mini`` with its own samples as negatives, in place."""
+    from . import pretrain, robust
+
+    t = time.perf_counter()
+    scfg = dataclasses.replace(robust.SAMPLES, steps=steps(robust.SAMPLES.steps), seed=seed)
+    model = robust.make_robust(out / "mini", scfg, progress=progress)
+    pretrain.save_folder(model.inner, out / "mini")
+    record["times_s"]["samples"] = time.perf_counter() - t
+    record["samples_recipe"] = _jsonable(scfg)
+    record["samples_trainer_config"] = robust.finetune_config(scfg, base="mini").to_dict()
 
 
 def describe(out: Path, seed: int = 0) -> dict:

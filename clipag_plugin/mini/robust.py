@@ -6,6 +6,13 @@ tower and logit scale), exactly as for a real CLIP. The world's 600 captions are
 so the recipe uses the trainer's ``classwise`` objective (each image against all 600 captions,
 as TeCoA) rather than the in-batch contrastive loss: at equal clean accuracy it doubles the
 robustness (docs/mini-world.md), and the attack radius grows from 1.0 to 2.0 over the run.
+
+A second, shorter run (:data:`SAMPLES`) continues the robust model with the trainer's
+``negatives_weight`` term: pictures the model paints itself from the ``miniworld`` prior (the
+generator's own L2 ascent) become negatives, so their cosine falls while real images keep theirs
+(persistent contrastive divergence, :mod:`clipag_plugin.train.negatives`). The adversarial stage
+alone paints colour+shape 0.43 on the 60 seeded prompts; the two stages together, see
+docs/mini-world.md.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from ..synthesis.init import upsample
 from . import world
 from .pretrain import caption_tokens
 
-__all__ = ["RobustConfig", "WorldStream", "finetune_config", "make_robust"]
+__all__ = ["RobustConfig", "SAMPLES", "WorldStream", "finetune_config", "make_robust"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,19 @@ class RobustConfig:
     objective: str = "classwise"  # or "contrastive" (the in-batch loss of the first shipped mini)
     pgd_steps: int = 3
     clean_weight: float = 0.0
+    train_batchnorm: bool = True
+    negatives_weight: float = 0.0  # > 0: the model's own samples as negatives (trainer's negatives_* settings)
+    negatives_steps: int = 5
+    negatives_batch: int = 32
+    negatives_buffer: int = 256
     seed: int = 0
     variation: world.Variation = world.TRAIN
+
+
+SAMPLES = RobustConfig(steps=300, lr=3e-4, warmup=0, eps_ramp_steps=0, train_batchnorm=False, negatives_weight=1.0,
+                       negatives_steps=10)
+"""The second stage: 300 steps from the adversarial ``mini`` with its own samples as negatives
+(BatchNorm statistics frozen, so the samples never enter them; same attack at eps 2.0)."""
 
 
 class WorldStream:
@@ -61,12 +79,12 @@ class WorldStream:
             yield upsample(images, self.size), self.tokens[ids]
 
 
-def finetune_config(cfg: RobustConfig):
-    """The trainer's config for this recipe."""
+def finetune_config(cfg: RobustConfig, base: str = "mini-vanilla"):
+    """The trainer's config for this recipe (``base``: the model it starts from, recorded)."""
     from ..train import FinetuneConfig
 
     return FinetuneConfig(
-        model="mini-vanilla",
+        model=base,
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         accum_steps=1,
@@ -75,7 +93,7 @@ def finetune_config(cfg: RobustConfig):
         warmup_steps=cfg.warmup,
         grad_clip=1.0,
         precision="fp32",
-        train_batchnorm=True,
+        train_batchnorm=cfg.train_batchnorm,
         norm="l2",
         eps=cfg.eps,
         eps_ramp_steps=cfg.eps_ramp_steps,
@@ -85,6 +103,13 @@ def finetune_config(cfg: RobustConfig):
         random_start=True,
         attack_loss="contrastive",
         clean_weight=cfg.clean_weight,
+        negatives_weight=cfg.negatives_weight,
+        negatives_batch=cfg.negatives_batch,
+        negatives_buffer=cfg.negatives_buffer,
+        negatives_steps=cfg.negatives_steps,
+        negatives_step_length=1.0,
+        negatives_reset=0.05,
+        negatives_prior="miniworld",
         seed=cfg.seed,
         num_workers=0,
         log_every=25,
@@ -95,7 +120,8 @@ def finetune_config(cfg: RobustConfig):
 
 def make_robust(vanilla_folder: Path, cfg: RobustConfig = RobustConfig(), out_dir: Optional[Path] = None,
                 progress: bool = True):
-    """Load the vanilla folder through ``clipag.load`` and fine-tune it; returns the ``ClipagModel``."""
+    """Load a model folder (``mini-vanilla``, or ``mini`` for :data:`SAMPLES`) through ``clipag.load`` and
+    fine-tune it with ``cfg``; returns the ``ClipagModel``."""
     from ..loading import load
     from ..train import finetune
     from .pretrain import MINI_MODEL_CFG

@@ -74,6 +74,16 @@ class FinetuneConfig:
                                             "every training caption must be one of them")
     clean_weight: float = _f(0.0, "weight of the clean contrastive loss (adversarial gets 1 - this)")
     fare_weight: float = _f(0.0, "weight of the FARE loss (L2 to the frozen original image embedding)")
+    # the model's own samples as negatives (persistent contrastive divergence, train/negatives.py)
+    negatives_weight: float = _f(0.0, "weight of the contrastive-divergence term on pictures the model paints "
+                                      "itself (0: off); needs objective=classwise")
+    negatives_batch: int = _f(32, "buffer samples per micro-step (global, split across ranks)")
+    negatives_buffer: int = _f(256, "persistent sample buffer size per process")
+    negatives_steps: int = _f(5, "ascent steps a sample takes at each visit")
+    negatives_step_length: float = _f(1.0, "L2 length of each ascent step, in [0,1] pixels at the model's input size")
+    negatives_reset: float = _f(0.05, "probability that a visited sample is re-drawn from the prior")
+    negatives_prior: Optional[str] = _f(None, "prior of new samples: a GMM .npz or a named prior (e.g. miniworld); "
+                                              "default: the shipped photo GMM")
     # bookkeeping
     seed: int = _f(0, "seed of data order, attack starts and everything else random")
     log_every: int = _f(10, "optimizer steps between metric lines")
@@ -99,6 +109,15 @@ class FinetuneConfig:
             (self.eps is None or self.eps >= 0, f"eps={self.eps}; must be >= 0"),
             (0.0 <= self.clean_weight <= 1.0, f"clean_weight={self.clean_weight}; must be in [0, 1]"),
             (self.fare_weight >= 0, f"fare_weight={self.fare_weight}; must be >= 0"),
+            (self.negatives_weight >= 0, f"negatives_weight={self.negatives_weight}; must be >= 0"),
+            (self.negatives_weight == 0 or self.objective == "classwise",
+             f"negatives_weight={self.negatives_weight} needs objective='classwise' (the samples' targets are "
+             f"class captions); set objective='classwise' with class_prompts, or negatives_weight=0"),
+            (self.negatives_batch >= 1, f"negatives_batch={self.negatives_batch}; must be >= 1"),
+            (self.negatives_buffer >= 1, f"negatives_buffer={self.negatives_buffer}; must be >= 1"),
+            (self.negatives_steps >= 0, f"negatives_steps={self.negatives_steps}; must be >= 0"),
+            (self.negatives_step_length > 0, f"negatives_step_length={self.negatives_step_length}; must be > 0"),
+            (0.0 <= self.negatives_reset <= 1.0, f"negatives_reset={self.negatives_reset}; must be in [0, 1]"),
             (self.eps_ramp_steps >= 0, f"eps_ramp_steps={self.eps_ramp_steps}; must be >= 0"),
             (0.0 <= self.eps_ramp_start <= 1.0, f"eps_ramp_start={self.eps_ramp_start}; must be in [0, 1]"),
             (self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps}; must be >= 0"),

@@ -4,7 +4,9 @@ Per micro-batch: encode the captions with the frozen text tower; craft a PGD per
 maximizes the training objective (the batch's contrastive loss, or with ``objective=classwise``
 each image's cross-entropy over a fixed set of class captions, as TeCoA); take that objective
 on the perturbed images (optionally mixed with the clean loss and a FARE term); accumulate;
-every ``accum_steps`` micro-batches clip, set the learning rate and step AdamW. Under torchrun
+every ``accum_steps`` micro-batches clip, set the learning rate and step AdamW. With
+``negatives_weight > 0`` pictures the model paints itself join the batch as negatives
+(:mod:`.negatives`, persistent contrastive divergence). Under torchrun
 the contrastive loss sees the features of every rank; checkpoints are atomic and resume exactly.
 """
 
@@ -27,6 +29,7 @@ from . import dist, state
 from .config import FinetuneConfig
 from .objective import classwise_loss, clip_logit_scale, combine_losses, contrastive_loss, fare_loss
 from .pgd import pgd_attack, sample_start
+from .negatives import Prior, SampleBuffer, ascend, contrastive_divergence, new_buffer, visit
 from .text import ClassBank, class_bank, encode_captions
 
 __all__ = ["finetune", "lr_at", "freeze_text_tower", "MetricsLogger"]
@@ -152,10 +155,41 @@ def _batches(data: Any, config: FinetuneConfig, resolution: int, d: dist.DistInf
             raise ValueError("data yielded no batches; pass a re-iterable (list, DataLoader) rather than a spent generator")
 
 
+# --- the model's own samples --------------------------------------------------------------------
+_NEGATIVES_SALT = 0x5A3D
+
+
+def _negatives_prior(config: FinetuneConfig, resolution: int, device: torch.device) -> Prior:
+    """New buffer samples: the configured GMM image prior, upsampled to the model's input size."""
+    from ..synthesis.gmm import load_gmm
+    from ..synthesis.init import gmm_candidates
+
+    gmm = load_gmm(config.negatives_prior)
+    return lambda n, generator: gmm_candidates(gmm, n, resolution, generator).to(device)
+
+
+def _negatives_setup(config: FinetuneConfig, bank: Optional[ClassBank], resolution: int, d: dist.DistInfo,
+                     device: torch.device) -> Optional[tuple[SampleBuffer, Prior]]:
+    if config.negatives_weight <= 0:
+        return None
+    if bank is None:  # validate() already demands classwise; class_prompts may still be missing
+        raise ValueError("finetune: negatives_weight > 0 needs the classwise objective's class captions")
+    if config.negatives_batch % d.world_size:
+        raise ValueError(f"negatives_batch={config.negatives_batch} must be divisible by the number of processes "
+                         f"({d.world_size})")
+    if config.negatives_batch // d.world_size > config.negatives_buffer:
+        raise ValueError(f"negatives_batch per process ({config.negatives_batch // d.world_size}) exceeds "
+                         f"negatives_buffer={config.negatives_buffer}; raise the buffer or lower the batch")
+    prior = _negatives_prior(config, resolution, device)
+    generator = torch.Generator().manual_seed(_seed(config.seed, d.rank, _NEGATIVES_SALT))
+    return new_buffer(prior, config.negatives_buffer, len(bank.prompts), generator), prior
+
+
 # --- one micro-batch ----------------------------------------------------------------------------
 def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[torch.nn.Module], images01: torch.Tensor,
                 tokens: torch.Tensor, config: FinetuneConfig, d: dist.DistInfo, micro: int, device: torch.device,
-                bank: Optional[ClassBank] = None) -> dict[str, torch.Tensor]:
+                bank: Optional[ClassBank] = None,
+                negatives: Optional[tuple[SampleBuffer, Prior]] = None) -> dict[str, torch.Tensor]:
     """Attack, forward and return the losses (``backward`` is the caller's)."""
     visual = model.visual
     resolution = visual.input_resolution
@@ -193,11 +227,30 @@ def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[
         visual.eval()
         adversarial = pgd_attack(attack_objective, images01, eps, config.pgd_steps, step_size, config.norm, noise=noise)
         visual.train(was_training)
-    # the defender: one forward of perturbed (and clean) images through the trainable tower
-    inputs = torch.cat([adversarial, images01]) if config.clean_weight > 0 else adversarial
+    # the model's own samples: a few buffer pictures take more ascent steps towards their captions
+    samples = targets = None
+    if negatives is not None and bank is not None:
+        buffer, prior = negatives
+        gen = torch.Generator().manual_seed(_seed(config.seed, micro, d.rank, _NEGATIVES_SALT))
+        slots, samples, targets = visit(buffer, config.negatives_batch // d.world_size, config.negatives_reset, prior, gen)
+
+        def encode(x01: torch.Tensor) -> torch.Tensor:
+            with _autocast(device, config):
+                return _encode(visual, model, x01)
+
+        was_training = visual.training
+        visual.eval()
+        samples = ascend(encode, samples, bank.features[targets], config.negatives_steps, config.negatives_step_length)
+        visual.train(was_training)
+        buffer.images[slots] = samples.to(buffer.images.dtype)
+    # the defender: one forward of perturbed (and clean, and sampled) images through the trainable tower
+    b = images01.shape[0]
+    parts = [adversarial] + ([images01] if config.clean_weight > 0 else []) + ([samples] if samples is not None else [])
+    inputs = torch.cat(parts) if len(parts) > 1 else adversarial
     with _autocast(device, config):
         feats = _encode(train_visual, model, inputs).float()
-    feats_adv, feats_clean = feats[: images01.shape[0]], feats[images01.shape[0]:]
+    feats_adv = feats[:b]
+    feats_clean = feats[b:2 * b] if config.clean_weight > 0 else feats[:0]
     losses = {"adv_loss": objective(feats_adv)}
     if config.clean_weight > 0:
         losses["clean_loss"] = objective(feats_clean)
@@ -214,6 +267,12 @@ def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[
         losses["fare_loss"] = dist.all_mean(losses["fare_loss"].detach())
     losses["loss"] = combine_losses(losses["adv_loss"].detach(), losses.get("clean_loss"), losses.get("fare_loss"),
                                     config.clean_weight, config.fare_weight)
+    if samples is not None and bank is not None and targets is not None:
+        cd = contrastive_divergence(feats[feats.shape[0] - samples.shape[0]:], bank.features[targets], feats_adv,
+                                    bank.features[labels])
+        losses["backward"] = losses["backward"] + config.negatives_weight * cd
+        losses["negatives_loss"] = dist.all_mean(cd.detach())
+        losses["loss"] = losses["loss"] + config.negatives_weight * losses["negatives_loss"]
     return losses
 
 
@@ -315,6 +374,7 @@ def finetune(
     needs_reference = config.fare_weight > 0 or config.attack_loss == "fare"
     reference = copy.deepcopy(model.visual).eval().requires_grad_(False) if needs_reference else None
     bank = _class_bank(model, config, class_prompts)
+    negatives = _negatives_setup(config, bank, model.visual.input_resolution, d, device)
     optimizer = torch.optim.AdamW(_param_groups(model.visual, config.weight_decay), lr=config.lr,
                                   betas=config.betas, weight_decay=config.weight_decay)
 
@@ -337,6 +397,10 @@ def finetune(
             step, micro = int(ckpt["step"]), int(ckpt["micro"])
             resume_state = {"micro": micro, "data": ckpt.get("data")}
             state.set_rng_state(ckpt["rng"])
+            if negatives is not None and ckpt.get("negatives") is not None:
+                saved = ckpt["negatives"][d.rank]
+                negatives[0].images.copy_(saved["images"].to(negatives[0].images))
+                negatives[0].targets.copy_(saved["targets"].to(negatives[0].targets))
             if d.is_main and progress:
                 print(f"finetune: resumed from {path} (step {step})")
 
@@ -375,13 +439,14 @@ def finetune(
                 last = k == config.accum_steps - 1
                 sync = contextlib.nullcontext() if (last or not d.enabled) else train_visual.no_sync()
                 with sync:
-                    losses = _micro_step(model, train_visual, reference, images01, tokens, config, d, micro, device, bank)
+                    losses = _micro_step(model, train_visual, reference, images01, tokens, config, d, micro, device, bank,
+                                         negatives)
                     (losses["backward"] / config.accum_steps).backward()
                 micro += 1
                 if position is not None:
                     positions[worker] = position
                 window["images"] += images01.shape[0] * d.world_size
-                for key in ("loss", "adv_loss", "clean_loss", "fare_loss"):  # stays on the device: no sync
+                for key in ("loss", "adv_loss", "clean_loss", "fare_loss", "negatives_loss"):  # stays on the device: no sync
                     if key in losses:
                         sums[key] = sums.get(key, 0.0) + losses[key].detach() / config.accum_steps
             # clip, schedule, step
@@ -405,7 +470,8 @@ def finetune(
                 window = {"t": time.perf_counter(), "images": 0}
             if ckpt_dir is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0)
                                          or step == config.steps):
-                _save_checkpoint(ckpt_dir, model, reference, optimizer, step, micro, positions, config, d, text_id)
+                _save_checkpoint(ckpt_dir, model, reference, optimizer, step, micro, positions, config, d, text_id,
+                                 negatives[0] if negatives is not None else None)
             if on_step is not None:
                 on_step(step, metrics)
     finally:
@@ -426,11 +492,14 @@ def finetune(
 
 def _save_checkpoint(folder: Path, model: ClipagModel, reference: Optional[torch.nn.Module], optimizer: torch.optim.Optimizer,
                      step: int, micro: int, positions: dict[int, dict], config: FinetuneConfig, d: dist.DistInfo,
-                     text_id: str = "") -> None:
-    """Gather every rank's data position; the main rank writes atomically and prunes old checkpoints."""
+                     text_id: str = "", buffer: Optional[SampleBuffer] = None) -> None:
+    """Gather every rank's data position (and sample buffer); the main rank writes atomically and prunes old checkpoints."""
     workers = max(1, config.num_workers)
     local = [positions.get(w, {"epoch": 0, "consumed": 0, "skipped": 0}) for w in range(workers)]
     everyone = dist.all_gather_objects(local)
+    buffers = None
+    if buffer is not None:
+        buffers = dist.all_gather_objects({"images": buffer.images.detach().cpu(), "targets": buffer.targets.cpu()})
     if d.is_main:
         ckpt = {
             "format": state.FORMAT,
@@ -444,6 +513,8 @@ def _save_checkpoint(folder: Path, model: ClipagModel, reference: Optional[torch
             "config": json.dumps(config.to_dict()),
             "text_fingerprint": text_id,
         }
+        if buffers is not None:
+            ckpt["negatives"] = buffers
         if reference is not None:
             ckpt["reference"] = {k: v.detach().cpu() for k, v in reference.state_dict().items()}
         state.save_atomic(ckpt, state.checkpoint_path(folder, step))

@@ -22,6 +22,9 @@ def test_build_writes_loadable_folders_judge_and_record(tmp_path):
     }
     assert record["trainer_config"]["pgd_steps"] == 3  # the robust model comes from the project's trainer
     assert record["trainer_config"]["objective"] == "classwise" and record["trainer_config"]["eps_ramp_steps"] > 0
+    # then the same trainer continues it with its own samples as negatives, BatchNorm statistics frozen
+    assert record["samples_trainer_config"]["negatives_weight"] > 0 and record["samples_trainer_config"]["model"] == "mini"
+    assert record["samples_trainer_config"]["train_batchnorm"] is False and "samples" in record["times_s"]
     model, preprocess = clipag.load(str(tmp_path / "mini"), device="cpu")
     assert model.visual.input_resolution == pretrain.INPUT_SIZE  # reads the 64 px world at 96 px
     assert record["files"]["mini/open_clip_model.safetensors"]["sha256"] != record["files"][

@@ -87,10 +87,10 @@ PAG_SETTINGS = "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"
 
 
 def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
-    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.43 vs 0.12).
+    """CI check of the paper's claim at mini-world scale (docs/mini-world.md: 60 prompts, 0.55 vs 0.12).
 
-    On these 24 prompts the shipped models measured colour+shape 0.50 (mini) vs 0.08 (mini-vanilla)
-    and shape 0.54 vs 0.17; the assertions keep a margin of about 0.15 below those gaps for
+    On these 24 prompts the shipped models measured colour+shape 0.71 (mini) vs 0.08 (mini-vanilla)
+    and shape 0.79 vs 0.17; the assertions keep a margin of about 0.2 below those gaps for
     numerical differences between machines.
     """
     import dataclasses
@@ -108,8 +108,8 @@ def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
                             for i, p in enumerate(prompts)])
         scores[name] = J.score(images, prompts)
     robust, vanilla = scores["mini"], scores["mini-vanilla"]
-    assert robust["colour+shape"] >= vanilla["colour+shape"] + 0.25, scores
-    assert robust["shape"] >= vanilla["shape"] + 0.2, scores
+    assert robust["colour+shape"] >= vanilla["colour+shape"] + 0.4, scores
+    assert robust["shape"] >= vanilla["shape"] + 0.4, scores
 
 
 def test_morph_robust_gradients_redraw_the_shape_where_vanilla_gradients_do_not(models):
