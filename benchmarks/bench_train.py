@@ -79,8 +79,9 @@ def main(argv=None) -> int:
     from clipag_plugin.tokenizer import tokenize
     from clipag_plugin.train import dist
     from clipag_plugin.train.config import FinetuneConfig
-    from clipag_plugin.train.loop import _autocast, _encode, _micro_step, freeze_text_tower
+    from clipag_plugin.train.loop import freeze_text_tower
     from clipag_plugin.train.objective import clip_logit_scale, contrastive_loss
+    from clipag_plugin.train.step import _autocast, _encode, _micro_step
 
     device = torch.device(args.device)
     model = build(args.model, args.device)

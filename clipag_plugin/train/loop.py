@@ -1,6 +1,6 @@
 """``finetune``: adversarial fine-tuning of a CLIP image tower (CLIPAG recipe).
 
-Per micro-batch: encode the captions with the frozen text tower; craft a PGD perturbation that
+Per micro-batch (:mod:`.step`): encode the captions with the frozen text tower; craft a PGD perturbation that
 maximizes the training objective (the batch's contrastive loss, or with ``objective=classwise``
 each image's cross-entropy over a fixed set of class captions, as TeCoA); take that objective
 on the perturbed images (optionally mixed with the clean loss and a FARE term); accumulate;
@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..model import ClipagModel
 from . import dist, state
 from .config import FinetuneConfig
-from .objective import classwise_loss, clip_logit_scale, combine_losses, contrastive_loss, fare_loss
-from .pgd import pgd_attack, sample_start
-from .negatives import Prior, SampleBuffer, ascend, contrastive_divergence, new_buffer, visit
-from .text import ClassBank, class_bank, encode_captions
+from .negatives import SampleBuffer
+from .step import _micro_step, _negatives_setup
+from .text import ClassBank, class_bank
 
 __all__ = ["finetune", "lr_at", "freeze_text_tower", "MetricsLogger"]
 
@@ -66,31 +64,12 @@ def _param_groups(visual: torch.nn.Module, weight_decay: float) -> list[dict[str
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _encode(visual: Callable[[torch.Tensor], torch.Tensor], model: ClipagModel, images01: torch.Tensor) -> torch.Tensor:
-    """Image features of [0, 1] images through ``visual`` (maybe DDP-wrapped), CLIP-normalized inside."""
-    return visual(model.normalize(_fit(images01, model.visual.input_resolution)))
-
-
-def _fit(images01: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize to ``size`` x ``size`` when needed (as :meth:`ClipagModel.encode_pixels`)."""
-    if images01.shape[-1] != size or images01.shape[-2] != size:
-        images01 = F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return images01
-
-
 def _pick_device(config: FinetuneConfig, d: dist.DistInfo) -> torch.device:
     if config.device:
         return torch.device(config.device)
     if torch.cuda.is_available():
         return torch.device("cuda", d.local_rank)
     return torch.device("cpu")
-
-
-def _autocast(device: torch.device, config: FinetuneConfig):
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 class MetricsLogger:
@@ -155,127 +134,6 @@ def _batches(data: Any, config: FinetuneConfig, resolution: int, d: dist.DistInf
             raise ValueError("data yielded no batches; pass a re-iterable (list, DataLoader) rather than a spent generator")
 
 
-# --- the model's own samples --------------------------------------------------------------------
-_NEGATIVES_SALT = 0x5A3D
-
-
-def _negatives_prior(config: FinetuneConfig, resolution: int, device: torch.device) -> Prior:
-    """New buffer samples: the configured GMM image prior, upsampled to the model's input size."""
-    from ..synthesis.gmm import load_gmm
-    from ..synthesis.init import gmm_candidates
-
-    gmm = load_gmm(config.negatives_prior)
-    return lambda n, generator: gmm_candidates(gmm, n, resolution, generator).to(device)
-
-
-def _negatives_setup(config: FinetuneConfig, bank: Optional[ClassBank], resolution: int, d: dist.DistInfo,
-                     device: torch.device) -> Optional[tuple[SampleBuffer, Prior]]:
-    if config.negatives_weight <= 0:
-        return None
-    if bank is None:  # validate() already demands classwise; class_prompts may still be missing
-        raise ValueError("finetune: negatives_weight > 0 needs the classwise objective's class captions")
-    if config.negatives_batch % d.world_size:
-        raise ValueError(f"negatives_batch={config.negatives_batch} must be divisible by the number of processes "
-                         f"({d.world_size})")
-    if config.negatives_batch // d.world_size > config.negatives_buffer:
-        raise ValueError(f"negatives_batch per process ({config.negatives_batch // d.world_size}) exceeds "
-                         f"negatives_buffer={config.negatives_buffer}; raise the buffer or lower the batch")
-    prior = _negatives_prior(config, resolution, device)
-    generator = torch.Generator().manual_seed(_seed(config.seed, d.rank, _NEGATIVES_SALT))
-    return new_buffer(prior, config.negatives_buffer, len(bank.prompts), generator), prior
-
-
-# --- one micro-batch ----------------------------------------------------------------------------
-def _micro_step(model: ClipagModel, train_visual: Callable, reference: Optional[torch.nn.Module], images01: torch.Tensor,
-                tokens: torch.Tensor, config: FinetuneConfig, d: dist.DistInfo, micro: int, device: torch.device,
-                bank: Optional[ClassBank] = None,
-                negatives: Optional[tuple[SampleBuffer, Prior]] = None) -> dict[str, torch.Tensor]:
-    """Attack, forward and return the losses (``backward`` is the caller's)."""
-    visual = model.visual
-    resolution = visual.input_resolution
-    eps, step_size = config.eps_at(micro // config.accum_steps, resolution)
-    scale = clip_logit_scale(model.logit_scale)
-    # frozen towers: captions (all ranks) and, for FARE, the original embedding
-    labels = bank.labels(tokens) if bank is not None else None
-    with torch.no_grad(), _autocast(device, config):
-        text = None if bank is not None else dist.gather_features(encode_captions(model, tokens).float(), with_grad=False)
-        ref = None if reference is None else _encode(reference, model, images01).float()
-
-    def objective(feats: torch.Tensor) -> torch.Tensor:
-        """The training objective of this rank's features (classwise) or the global batch's (contrastive)."""
-        if bank is not None:
-            return classwise_loss(feats, bank.features, labels, scale)
-        return contrastive_loss(dist.gather_features(feats), text, scale)
-
-    def attack_objective(x01: torch.Tensor) -> torch.Tensor:
-        with _autocast(device, config):
-            feats = _encode(visual, model, x01).float()
-        if config.attack_loss == "fare":
-            return fare_loss(feats, ref)
-        return objective(feats)
-
-    # the adversary: PGD in [0, 1] pixels, BatchNorm statistics frozen while attacking
-    adversarial = images01
-    if config.pgd_steps > 0 and eps > 0:
-        noise = None
-        if config.random_start:  # drawn for the global batch, so the start does not depend on world size
-            gen = torch.Generator(device=device).manual_seed(_seed(config.seed, micro))
-            b = images01.shape[0]
-            noise = sample_start((b * d.world_size, *images01.shape[1:]), eps, config.norm, gen, images01.dtype,
-                                 device)[d.rank * b:(d.rank + 1) * b]
-        was_training = visual.training
-        visual.eval()
-        adversarial = pgd_attack(attack_objective, images01, eps, config.pgd_steps, step_size, config.norm, noise=noise)
-        visual.train(was_training)
-    # the model's own samples: a few buffer pictures take more ascent steps towards their captions
-    samples = targets = None
-    if negatives is not None and bank is not None:
-        buffer, prior = negatives
-        gen = torch.Generator().manual_seed(_seed(config.seed, micro, d.rank, _NEGATIVES_SALT))
-        slots, samples, targets = visit(buffer, config.negatives_batch // d.world_size, config.negatives_reset, prior, gen)
-
-        def encode(x01: torch.Tensor) -> torch.Tensor:
-            with _autocast(device, config):
-                return _encode(visual, model, x01)
-
-        was_training = visual.training
-        visual.eval()
-        samples = ascend(encode, samples, bank.features[targets], config.negatives_steps, config.negatives_step_length)
-        visual.train(was_training)
-        buffer.images[slots] = samples.to(buffer.images.dtype)
-    # the defender: one forward of perturbed (and clean, and sampled) images through the trainable tower
-    b = images01.shape[0]
-    parts = [adversarial] + ([images01] if config.clean_weight > 0 else []) + ([samples] if samples is not None else [])
-    inputs = torch.cat(parts) if len(parts) > 1 else adversarial
-    with _autocast(device, config):
-        feats = _encode(train_visual, model, inputs).float()
-    feats_adv = feats[:b]
-    feats_clean = feats[b:2 * b] if config.clean_weight > 0 else feats[:0]
-    losses = {"adv_loss": objective(feats_adv)}
-    if config.clean_weight > 0:
-        losses["clean_loss"] = objective(feats_clean)
-    if config.fare_weight > 0:
-        losses["fare_loss"] = fare_loss(feats_adv, ref)
-    # each rank holds the whole contrastive loss but gradients only through its own features;
-    # DDP averages, so the contrastive terms are scaled by the world size to get the true gradient
-    # (the classwise loss is a per-rank mean already: DDP's average is the global mean)
-    w = float(d.world_size) if bank is None else 1.0
-    clean = losses.get("clean_loss")
-    losses["backward"] = combine_losses(w * losses["adv_loss"], None if clean is None else w * clean,
-                                        losses.get("fare_loss"), config.clean_weight, config.fare_weight)
-    if "fare_loss" in losses:  # reported as the mean over ranks (the contrastive terms are global already)
-        losses["fare_loss"] = dist.all_mean(losses["fare_loss"].detach())
-    losses["loss"] = combine_losses(losses["adv_loss"].detach(), losses.get("clean_loss"), losses.get("fare_loss"),
-                                    config.clean_weight, config.fare_weight)
-    if samples is not None and bank is not None and targets is not None:
-        cd = contrastive_divergence(feats[feats.shape[0] - samples.shape[0]:], bank.features[targets], feats_adv,
-                                    bank.features[labels])
-        losses["backward"] = losses["backward"] + config.negatives_weight * cd
-        losses["negatives_loss"] = dist.all_mean(cd.detach())
-        losses["loss"] = losses["loss"] + config.negatives_weight * losses["negatives_loss"]
-    return losses
-
-
 def _class_bank(model: ClipagModel, config: FinetuneConfig, prompts: Optional[Sequence[str]]) -> Optional[ClassBank]:
     """The classwise objective's captions, encoded once (None for the contrastive objective)."""
     if config.objective != "classwise":
@@ -307,12 +165,6 @@ def _warn_config_changes(saved: dict[str, Any], config: FinetuneConfig, path: Pa
 
         warnings.warn(f"resuming from {path} with changed settings {changed}: the run continues, but not exactly "
                       f"as the original would have", stacklevel=3)
-
-
-def _seed(*values: int) -> int:
-    from .data import _mix
-
-    return _mix(*values)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -398,9 +250,7 @@ def finetune(
             resume_state = {"micro": micro, "data": ckpt.get("data")}
             state.set_rng_state(ckpt["rng"])
             if negatives is not None and ckpt.get("negatives") is not None:
-                saved = ckpt["negatives"][d.rank]
-                negatives[0].images.copy_(saved["images"].to(negatives[0].images))
-                negatives[0].targets.copy_(saved["targets"].to(negatives[0].targets))
+                negatives.load_state_dict(ckpt["negatives"][d.rank])
             if d.is_main and progress:
                 print(f"finetune: resumed from {path} (step {step})")
 
@@ -471,7 +321,7 @@ def finetune(
             if ckpt_dir is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0)
                                          or step == config.steps):
                 _save_checkpoint(ckpt_dir, model, reference, optimizer, step, micro, positions, config, d, text_id,
-                                 negatives[0] if negatives is not None else None)
+                                 negatives)
             if on_step is not None:
                 on_step(step, metrics)
     finally:
@@ -497,9 +347,7 @@ def _save_checkpoint(folder: Path, model: ClipagModel, reference: Optional[torch
     workers = max(1, config.num_workers)
     local = [positions.get(w, {"epoch": 0, "consumed": 0, "skipped": 0}) for w in range(workers)]
     everyone = dist.all_gather_objects(local)
-    buffers = None
-    if buffer is not None:
-        buffers = dist.all_gather_objects({"images": buffer.images.detach().cpu(), "targets": buffer.targets.cpu()})
+    buffers = dist.all_gather_objects(buffer.state_dict()) if buffer is not None else None
     if d.is_main:
         ckpt = {
             "format": state.FORMAT,

@@ -14,7 +14,8 @@ the gradient of maximum likelihood for an energy model with ``energy = -cos(imag
 (JEM, Grathwohl et al. 2020; persistent buffer with random resets as there). Samples are
 re-drawn from the prior with a small probability per visit so the buffer keeps young samples.
 
-Pure functions of ``(tensors, callables, generator)``; the loop owns the buffer.
+Functions of ``(buffer, tensors, callables, generator)``; the training loop owns the buffer and
+calls :func:`advance` once per micro-step.
 """
 
 from __future__ import annotations
@@ -27,19 +28,39 @@ import torch.nn.functional as F
 
 from .objective import _at_least_fp32
 
-__all__ = ["SampleBuffer", "new_buffer", "visit", "ascend", "contrastive_divergence"]
+__all__ = ["Prior", "SampleBuffer", "gmm_prior", "new_buffer", "visit", "ascend", "advance", "contrastive_divergence"]
 
 Prior = Callable[[int, torch.Generator], torch.Tensor]
 """``prior(n, generator) -> (n, 3, H, W)`` images in [0, 1] at the model's input size."""
 
 
+def gmm_prior(name: str | None, size: int, device: torch.device) -> Prior:
+    """Samples of a GMM image prior (a file, a named prior such as ``miniworld``, None: the shipped
+    photo GMM) upsampled to ``size`` x ``size`` on ``device``."""
+    from ..synthesis.gmm import load_gmm
+    from ..synthesis.init import gmm_candidates
+
+    gmm = load_gmm(name)
+    return lambda n, generator: gmm_candidates(gmm, n, size, generator).to(device)
+
+
 @dataclass
 class SampleBuffer:
-    """``images`` (N, 3, H, W) in [0, 1], each painted towards class ``targets[i]`` (an index into ``n_classes``)."""
+    """``images`` (N, 3, H, W) in [0, 1], each painted towards class ``targets[i]`` (an index into
+    ``n_classes``); re-drawn samples come from ``prior``."""
 
     images: torch.Tensor
     targets: torch.Tensor
     n_classes: int
+    prior: Prior
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Images and targets on the CPU (for a checkpoint)."""
+        return {"images": self.images.detach().cpu(), "targets": self.targets.cpu()}
+
+    def load_state_dict(self, saved: dict[str, torch.Tensor]) -> None:
+        self.images.copy_(saved["images"].to(self.images))
+        self.targets.copy_(saved["targets"].to(self.targets))
 
 
 def new_buffer(prior: Prior, size: int, n_classes: int, generator: torch.Generator) -> SampleBuffer:
@@ -48,10 +69,10 @@ def new_buffer(prior: Prior, size: int, n_classes: int, generator: torch.Generat
         raise ValueError(f"new_buffer: size={size} and n_classes={n_classes} must both be >= 1")
     images = prior(size, generator)
     targets = torch.randint(n_classes, (size,), generator=generator, device=generator.device)
-    return SampleBuffer(images, targets.to(images.device), n_classes)
+    return SampleBuffer(images, targets.to(images.device), n_classes, prior)
 
 
-def visit(buffer: SampleBuffer, count: int, reset: float, prior: Prior,
+def visit(buffer: SampleBuffer, count: int, reset: float,
           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pick ``count`` distinct slots; re-draw each from the prior (new image, new target) with probability ``reset``.
 
@@ -65,7 +86,7 @@ def visit(buffer: SampleBuffer, count: int, reset: float, prior: Prior,
     fresh = (torch.rand(count, generator=generator, device=generator.device) < reset).to(device)
     if bool(fresh.any()):
         k = int(fresh.sum())
-        buffer.images[slots[fresh]] = prior(k, generator).to(device, buffer.images.dtype)
+        buffer.images[slots[fresh]] = buffer.prior(k, generator).to(device, buffer.images.dtype)
         buffer.targets[slots[fresh]] = torch.randint(buffer.n_classes, (k,), generator=generator,
                                                      device=generator.device).to(device)
     return slots, buffer.images[slots].clone(), buffer.targets[slots].clone()
@@ -88,6 +109,17 @@ def ascend(encode: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tenso
         norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
         x = (x.detach() + step_length * grad / norms).clamp(0, 1)
     return x.detach()
+
+
+def advance(buffer: SampleBuffer, encode: Callable[[torch.Tensor], torch.Tensor], class_features: torch.Tensor,
+            count: int, steps: int, step_length: float, reset: float,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One visit: ``count`` samples (some re-drawn) take ``steps`` ascent steps towards their class and
+    are written back; returns ``(samples, targets)``, targets as indices into ``class_features``."""
+    slots, samples, targets = visit(buffer, count, reset, generator)
+    samples = ascend(encode, samples, class_features[targets], steps, step_length)
+    buffer.images[slots] = samples.to(buffer.images.dtype)
+    return samples, targets
 
 
 def contrastive_divergence(sample_features: torch.Tensor, sample_targets: torch.Tensor, real_features: torch.Tensor,

@@ -121,11 +121,11 @@ def test_eps_ramp_known_values_and_the_loop_uses_it(tiny_clip, monkeypatch):
     for bad, match in (({"eps_ramp_steps": -1}, "eps_ramp_steps=-1"), ({"eps_ramp_start": 1.5}, "eps_ramp_start=1.5")):
         with pytest.raises(ValueError, match=match):
             FinetuneConfig(**bad)
-    import clipag_plugin.train.loop as loop
+    import clipag_plugin.train.step as step  # where _micro_step calls the attack
 
     seen = []
-    real = loop.pgd_attack
-    monkeypatch.setattr(loop, "pgd_attack", lambda fn, x, eps, *a, **k: seen.append(eps) or real(fn, x, eps, *a, **k))
+    real = step.pgd_attack
+    monkeypatch.setattr(step, "pgd_attack", lambda fn, x, eps, *a, **k: seen.append(eps) or real(fn, x, eps, *a, **k))
     model, _ = tiny_clip
     freeze_text_tower(model)
     images, tokens = _world(1, 4, model.visual.input_resolution)[0]

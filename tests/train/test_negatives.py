@@ -26,16 +26,16 @@ def test_new_buffer_and_visit_reset():
     assert buffer.images.shape == (10, 3, 8, 8) and buffer.targets.shape == (10,) and buffer.n_classes == 4
     assert int(buffer.targets.min()) >= 0 and int(buffer.targets.max()) < 4
     before = buffer.images.clone(), buffer.targets.clone()
-    slots, images, targets = visit(buffer, 6, reset=0.0, prior=_prior(), generator=g)
+    slots, images, targets = visit(buffer, 6, reset=0.0, generator=g)
     assert len(set(slots.tolist())) == 6  # distinct slots
     assert torch.equal(images, before[0][slots]) and torch.equal(targets, before[1][slots])
     assert torch.equal(buffer.images, before[0])  # reset 0: nothing re-drawn
-    slots, images, _ = visit(buffer, 10, reset=1.0, prior=_prior(), generator=g)
+    slots, images, _ = visit(buffer, 10, reset=1.0, generator=g)
     assert not torch.equal(buffer.images, before[0]) and torch.equal(images, buffer.images[slots])
     images[0] = 0  # visit hands out copies
     assert float(buffer.images[slots[0]].min()) >= 0.25
     with pytest.raises(ValueError, match=r"count=11 must be in \[1, 10\]"):
-        visit(buffer, 11, 0.0, _prior(), g)
+        visit(buffer, 11, 0.0, g)
     with pytest.raises(ValueError, match="n_classes=0"):
         new_buffer(_prior(), 4, 0, g)
 
