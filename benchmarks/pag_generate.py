@@ -4,7 +4,7 @@
         --settings "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none" \
         "views=1,crops=0,augment=false"
 
-Prompts: the first N of ``mini.pag.seeded_prompts(N, seed=2024)``; seed ``i`` for prompt ``i``;
+Prompts: the first N of ``mini.pag.seeded_prompts(N, seed=2024)`` (``--prompt-seed`` for another set); seed ``i`` for prompt ``i``;
 the ``miniworld`` Gaussian prior with best-of-``--candidates`` starts. ``--steps 0`` judges the
 selected start as it is (one step at lr 1e-9). Each ``--settings`` entry is ``clipag compare``'s
 ``name=value,...`` syntax over :class:`GenerateConfig`. Results: docs/mini-world.md.
@@ -34,11 +34,15 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"])
     parser.add_argument("--steps", default="100", help="comma-separated step counts (0: the start alone)")
     parser.add_argument("--candidates", type=int, default=100, help="GMM candidates per start")
+    parser.add_argument("--prompt-seed", type=int, default=2024,
+                        help="seed of the prompt set (2024: the headline's; 7: the second set of docs/mini-world.md)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--confusions", action="store_true",
+                        help="also print the judge's most frequent misreadings of colour and shape per row")
     parser.add_argument("--save", default=None, help="save the images of every row to this folder (.pt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    prompts, _ = pag.seeded_prompts(args.prompts, seed=2024)
+    prompts, _ = pag.seeded_prompts(args.prompts, seed=args.prompt_seed)
     judge = J.load_judge()
     for name in args.models:
         model, _ = clipag.load(name, device="cpu")
@@ -54,6 +58,11 @@ def main() -> None:
                 ])
                 scores = {k: round(float(v), 3) for k, v in J.score(images, prompts, judge).items()}
                 print(f"{name} | {spec} | steps {steps} | {scores} | {time.time() - start:.0f}s", flush=True)
+                if args.confusions:
+                    for attribute, counts in J.confusions(images, prompts, judge).items():
+                        if attribute in ("colour", "shape"):
+                            top = ", ".join(f"{a}->{r} {n}" for (a, r), n in list(counts.items())[:5])
+                            print(f"    {attribute} misread (asked->read): {top or 'none'}", flush=True)
                 if args.save:
                     Path(args.save).mkdir(parents=True, exist_ok=True)
                     torch.save(images, Path(args.save) / f"{Path(name).name}_setting{k}_steps{steps}.pt")

@@ -23,7 +23,7 @@ from torch import nn
 
 from . import world
 
-__all__ = ["ATTRIBUTES", "Judge", "JudgeConfig", "train_judge", "load_judge", "save_judge", "score", "score_folder"]
+__all__ = ["ATTRIBUTES", "Judge", "JudgeConfig", "train_judge", "load_judge", "save_judge", "score", "confusions", "score_folder"]
 
 ATTRIBUTES = ("colour", "shape", "position", "background")
 _CLASSES = {"colour": world.COLOURS, "shape": world.SHAPES, "position": world.POSITIONS, "background": world.COLOURS}
@@ -144,6 +144,29 @@ def score(
     out = {a: float(h.float().mean()) for a, h in hits.items()}
     out["colour+shape"] = float((hits["colour"] & hits["shape"]).float().mean())
     out["all"] = float(torch.stack(list(hits.values())).all(0).float().mean())
+    return out
+
+
+def confusions(
+    images01: torch.Tensor, prompts: Sequence[str], judge: Optional[Judge] = None
+) -> dict[str, dict[tuple[str, str], int]]:
+    """The judge's misreadings per attribute: ``{attribute: {(asked, read): count}}``, most frequent first.
+
+    Only wrong readings are counted (``score`` gives the accuracies); e.g. ``("yellow", "blue"): 7``
+    under ``"colour"`` means seven pictures asked for a yellow object and were read as blue.
+    """
+    if len(prompts) != len(images01):
+        raise ValueError(f"got {len(images01)} images but {len(prompts)} prompts; pass one prompt per image")
+    judge = load_judge() if judge is None else judge
+    pred = judge.predict(images01.float().clamp(0, 1))
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for a, wanted in _prompt_targets(prompts).items():
+        counts: dict[tuple[str, str], int] = {}
+        for w, r in zip(wanted.tolist(), pred[a].tolist(), strict=True):
+            if w != r:
+                key = (_CLASSES[a][w], _CLASSES[a][r])
+                counts[key] = counts.get(key, 0) + 1
+        out[a] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return out
 
 

@@ -126,3 +126,25 @@ def test_world_images_reach_the_model_upsampled_differentiably_and_keep_flat_col
     model = pretrain.new_model(0).eval()
     with torch.no_grad():
         assert torch.allclose(pretrain.encode_world(model, flat), model.encode_image(pretrain.normalize(up)), atol=1e-6)
+
+
+def test_confusions_count_only_misreadings_by_asked_and_read_value():
+    judge = J.load_judge()
+    ids = torch.tensor([0, 1, 2, 3])
+    texts = [world.all_captions()[i] for i in ids.tolist()]
+    images = world.render_clean(ids, seed=3)
+    assert all(not counts for counts in J.confusions(images, texts, judge).values())  # clean renders: no misreading
+    # ask for other colours: every colour reading is now a misreading of the asked colour as the true one
+    asked = [t.replace(world.parse_caption(t)["colour"], "cyan" if world.parse_caption(t)["colour"] != "cyan" else "red", 1)
+             for t in texts]
+    colour = J.confusions(images, asked, judge)["colour"]
+    assert sum(colour.values()) == 4
+    for (want, read), _ in colour.items():
+        assert want != read and read in world.COLOURS
+    expected = {}
+    for t, a in zip(texts, asked, strict=True):
+        key = (world.parse_caption(a)["colour"], world.parse_caption(t)["colour"])
+        expected[key] = expected.get(key, 0) + 1
+    assert colour == dict(sorted(expected.items(), key=lambda kv: (-kv[1], kv[0])))
+    with pytest.raises(ValueError, match="one prompt per image"):
+        J.confusions(images, texts[:2], judge)
