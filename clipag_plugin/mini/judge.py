@@ -12,6 +12,7 @@ CLIP or a generated image, so it cannot be tuned towards either model.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -129,6 +130,15 @@ def _prompt_targets(prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     return {a: torch.tensor([_CLASSES[a].index(p[a]) for p in parsed]) for a in ATTRIBUTES}
 
 
+def _readings(images01: torch.Tensor, prompts: Sequence[str],
+              judge: Optional[Judge]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The judge's predicted and the prompts' asked class index per attribute, ``(B,)`` each."""
+    if len(prompts) != len(images01):
+        raise ValueError(f"got {len(images01)} images but {len(prompts)} prompts; pass one prompt per image")
+    judge = load_judge() if judge is None else judge
+    return judge.predict(images01.float().clamp(0, 1)), _prompt_targets(prompts)
+
+
 def score(
     images01: torch.Tensor, prompts: Sequence[str], judge: Optional[Judge] = None
 ) -> dict[str, float]:
@@ -136,11 +146,8 @@ def score(
 
     Returns accuracies for each attribute plus ``colour+shape`` (both right) and ``all``.
     """
-    if len(prompts) != len(images01):
-        raise ValueError(f"got {len(images01)} images but {len(prompts)} prompts; pass one prompt per image")
-    judge = load_judge() if judge is None else judge
-    pred = judge.predict(images01.float().clamp(0, 1))
-    hits = {a: (pred[a] == t) for a, t in _prompt_targets(prompts).items()}
+    pred, wanted = _readings(images01, prompts, judge)
+    hits = {a: (pred[a] == t) for a, t in wanted.items()}
     out = {a: float(h.float().mean()) for a, h in hits.items()}
     out["colour+shape"] = float((hits["colour"] & hits["shape"]).float().mean())
     out["all"] = float(torch.stack(list(hits.values())).all(0).float().mean())
@@ -155,17 +162,11 @@ def confusions(
     Only wrong readings are counted (``score`` gives the accuracies); e.g. ``("yellow", "blue"): 7``
     under ``"colour"`` means seven pictures asked for a yellow object and were read as blue.
     """
-    if len(prompts) != len(images01):
-        raise ValueError(f"got {len(images01)} images but {len(prompts)} prompts; pass one prompt per image")
-    judge = load_judge() if judge is None else judge
-    pred = judge.predict(images01.float().clamp(0, 1))
+    pred, wanted = _readings(images01, prompts, judge)
     out: dict[str, dict[tuple[str, str], int]] = {}
-    for a, wanted in _prompt_targets(prompts).items():
-        counts: dict[tuple[str, str], int] = {}
-        for w, r in zip(wanted.tolist(), pred[a].tolist(), strict=True):
-            if w != r:
-                key = (_CLASSES[a][w], _CLASSES[a][r])
-                counts[key] = counts.get(key, 0) + 1
+    for a, targets in wanted.items():
+        counts = Counter((_CLASSES[a][w], _CLASSES[a][r])
+                         for w, r in zip(targets.tolist(), pred[a].tolist(), strict=True) if w != r)
         out[a] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return out
 
