@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--confusions", action="store_true",
                         help="also print the judge's most frequent misreadings of colour and shape per row")
+    parser.add_argument("--failures", action="store_true",
+                        help="also split the judge's colour and shape misreadings by what the model itself reads "
+                             "(fooled: the model reads the prompt; not reached: it does not)")
     parser.add_argument("--save", default=None, help="save the images of every row to this folder (.pt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,6 +66,10 @@ def main() -> None:
                         if attribute in ("colour", "shape"):
                             top = ", ".join(f"{a}->{r} {n}" for (a, r), n in list(counts.items())[:5])
                             print(f"    {attribute} misread (asked->read): {top or 'none'}", flush=True)
+                if args.failures:
+                    for attribute, split in pag.failure_split(model.inner, images, prompts, judge).items():
+                        if attribute in ("colour", "shape"):
+                            print(f"    {attribute}: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()), flush=True)
                 if args.save:
                     Path(args.save).mkdir(parents=True, exist_ok=True)
                     torch.save(images, Path(args.save) / f"{Path(name).name}_setting{k}_steps{steps}.pt")

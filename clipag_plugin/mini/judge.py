@@ -24,10 +24,11 @@ from torch import nn
 
 from . import world
 
-__all__ = ["ATTRIBUTES", "Judge", "JudgeConfig", "train_judge", "load_judge", "save_judge", "score", "confusions", "score_folder"]
+__all__ = ["ATTRIBUTES", "CLASSES", "Judge", "JudgeConfig", "train_judge", "load_judge", "save_judge", "readings", "score",
+           "confusions", "score_folder"]
 
 ATTRIBUTES = ("colour", "shape", "position", "background")
-_CLASSES = {"colour": world.COLOURS, "shape": world.SHAPES, "position": world.POSITIONS, "background": world.COLOURS}
+CLASSES = {"colour": world.COLOURS, "shape": world.SHAPES, "position": world.POSITIONS, "background": world.COLOURS}
 WEIGHTS_NAME = "judge.safetensors"
 
 
@@ -42,7 +43,7 @@ class Judge(nn.Module):
             layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*layers)  # -> (B, 4w, 4, 4)
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * 16, 128), nn.ReLU(inplace=True))
-        self.heads = nn.ModuleDict({a: nn.Linear(128, len(_CLASSES[a])) for a in ATTRIBUTES})
+        self.heads = nn.ModuleDict({a: nn.Linear(128, len(CLASSES[a])) for a in ATTRIBUTES})
 
     def forward(self, images01: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits per attribute."""
@@ -127,12 +128,13 @@ def load_judge(path: Optional[Path] = None) -> Judge:
 
 def _prompt_targets(prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     parsed = [world.parse_caption(p) for p in prompts]
-    return {a: torch.tensor([_CLASSES[a].index(p[a]) for p in parsed]) for a in ATTRIBUTES}
+    return {a: torch.tensor([CLASSES[a].index(p[a]) for p in parsed]) for a in ATTRIBUTES}
 
 
-def _readings(images01: torch.Tensor, prompts: Sequence[str],
-              judge: Optional[Judge]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The judge's predicted and the prompts' asked class index per attribute, ``(B,)`` each."""
+def readings(images01: torch.Tensor, prompts: Sequence[str],
+             judge: Optional[Judge] = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The judge's predicted and the prompts' asked class index per attribute, ``(B,)`` each
+    (indices into :data:`CLASSES`)."""
     if len(prompts) != len(images01):
         raise ValueError(f"got {len(images01)} images but {len(prompts)} prompts; pass one prompt per image")
     judge = load_judge() if judge is None else judge
@@ -146,7 +148,7 @@ def score(
 
     Returns accuracies for each attribute plus ``colour+shape`` (both right) and ``all``.
     """
-    pred, wanted = _readings(images01, prompts, judge)
+    pred, wanted = readings(images01, prompts, judge)
     hits = {a: (pred[a] == t) for a, t in wanted.items()}
     out = {a: float(h.float().mean()) for a, h in hits.items()}
     out["colour+shape"] = float((hits["colour"] & hits["shape"]).float().mean())
@@ -162,10 +164,10 @@ def confusions(
     Only wrong readings are counted (``score`` gives the accuracies); e.g. ``("yellow", "blue"): 7``
     under ``"colour"`` means seven pictures asked for a yellow object and were read as blue.
     """
-    pred, wanted = _readings(images01, prompts, judge)
+    pred, wanted = readings(images01, prompts, judge)
     out: dict[str, dict[tuple[str, str], int]] = {}
     for a, targets in wanted.items():
-        counts = Counter((_CLASSES[a][w], _CLASSES[a][r])
+        counts = Counter((CLASSES[a][w], CLASSES[a][r])
                          for w, r in zip(targets.tolist(), pred[a].tolist(), strict=True) if w != r)
         out[a] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return out

@@ -12,7 +12,9 @@ feature), kept small and explicit so the measurement does not hide behind option
 * optional regularizers: a Gaussian blur between pixels and model, total variation, and
   coarse pixel grids added to the full-resolution pixels (multi-scale parametrization).
 
-:func:`attacked_retrieval` measures caption retrieval under PGD-L2 (the trainer's ``pgd_attack``).
+:func:`attacked_retrieval` measures caption retrieval under PGD-L2 (the trainer's ``pgd_attack``);
+:func:`failure_split` tells the judge's misreadings of generated pictures apart by what the model
+itself reads in them (fooled, or the prompt never reached).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ __all__ = [
     "SynthConfig",
     "synthesize",
     "attacked_retrieval",
+    "model_readings",
+    "failure_split",
     "seeded_prompts",
     "retarget",
 ]
@@ -185,6 +189,40 @@ def attacked_retrieval(
     with torch.no_grad():
         img = F.normalize(encode_world(model, images01), dim=-1)
         return float(((img @ txt.t()).argmax(-1) == ids).float().mean())
+
+
+@torch.no_grad()
+def model_readings(model: torch.nn.Module, images01: torch.Tensor,
+                   txt: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    """What ``model`` itself reads in each image: the attributes of its nearest of the 600 captions.
+
+    Returns ``(B,)`` class indices per attribute, in the judge's order (:data:`.judge.CLASSES`).
+    """
+    txt = text_features(model) if txt is None else txt
+    nearest = (F.normalize(encode_world(model, images01), dim=-1) @ txt.t()).argmax(-1)
+    tuples = torch.tensor([world.index_tuple(i) for i in nearest.tolist()], dtype=torch.long).view(-1, 4)
+    return {a: tuples[:, k] for k, a in enumerate(("colour", "shape", "position", "background"))}
+
+
+def failure_split(model: torch.nn.Module, images01: torch.Tensor, prompts: Sequence[str],
+                  judge: Optional[torch.nn.Module] = None,
+                  txt: Optional[torch.Tensor] = None) -> dict[str, dict[str, float]]:
+    """Per attribute, the fractions of generated ``images01`` that the judge reads as the prompt asks
+    (``"right"``), that it misreads while ``model`` reads the prompt's value (``"fooled"``: the
+    gradients convinced the model but drew nothing the judge sees), and that both misread
+    (``"not_reached"``: the optimization never got the model there). The three sum to 1.
+    ``txt``: the model's normalized features of the 600 captions, if already computed.
+    """
+    from . import judge as judge_mod
+
+    pred, wanted = judge_mod.readings(images01, prompts, judge)
+    own = model_readings(model, images01, txt)
+    out = {}
+    for a, target in wanted.items():
+        judged, seen = pred[a] == target, own[a] == target
+        out[a] = {"right": float(judged.float().mean()), "fooled": float((~judged & seen).float().mean()),
+                  "not_reached": float((~judged & ~seen).float().mean())}
+    return out
 
 
 def seeded_prompts(n: int = 60, seed: int = 2024) -> tuple[list[str], torch.Tensor]:

@@ -148,3 +148,42 @@ def test_confusions_count_only_misreadings_by_asked_and_read_value():
     assert colour == dict(sorted(expected.items(), key=lambda kv: (-kv[1], kv[0])))
     with pytest.raises(ValueError, match="one prompt per image"):
         J.confusions(images, texts[:2], judge)
+
+
+class _Reader(torch.nn.Module):
+    """A stand-in CLIP that reads caption ``reads[i]`` in image ``i``, whatever the image shows."""
+
+    def __init__(self, txt: torch.Tensor, reads: list[int]) -> None:
+        super().__init__()
+        self.txt, self.reads = txt, torch.tensor(reads)
+        self.visual = torch.nn.Module()
+        self.visual.image_size = world.SIZE
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[0] == len(self.reads)
+        return self.txt[self.reads] * 3.0  # unnormalized on purpose
+
+
+def test_model_readings_are_the_attributes_of_the_nearest_caption():
+    txt = torch.nn.functional.normalize(torch.randn(600, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    reads = [0, 137, 599]
+    got = pag.model_readings(_Reader(txt, reads), torch.rand(3, 3, world.SIZE, world.SIZE), txt)
+    for k, a in enumerate(("colour", "shape", "position", "background")):
+        assert got[a].tolist() == [world.index_tuple(i)[k] for i in reads]
+
+
+def test_failure_split_separates_fooled_from_not_reached():
+    """Three clean renders, judged by the shipped judge (clean accuracy 1.00): one asked for what it
+    shows; one asked for another colour that the model reads anyway (fooled); one asked for another
+    colour that neither reads (not reached)."""
+    texts = world.all_captions()
+    shown = torch.tensor([5, 250, 420])
+    asked = shown.clone()
+    asked[1:] = pag.retarget(shown[1:], "colour", torch.Generator().manual_seed(3))
+    txt = torch.nn.functional.normalize(torch.randn(600, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+    model = _Reader(txt, [int(asked[0]), int(asked[1]), int(shown[2])])
+    split = pag.failure_split(model, world.render_clean(shown, seed=2), [texts[i] for i in asked.tolist()], txt=txt)
+    assert split["colour"] == pytest.approx({"right": 1 / 3, "fooled": 1 / 3, "not_reached": 1 / 3})
+    assert split["shape"] == {"right": 1.0, "fooled": 0.0, "not_reached": 0.0}  # the shapes were not changed
+    for parts in split.values():
+        assert sum(parts.values()) == pytest.approx(1.0)
