@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from ..synthesis.loop import OPTIMIZERS, l2_step_
+from . import judge as judge_mod
 from . import world
+from .judge import ATTRIBUTES
 from .pretrain import encode_world, text_features
 
 __all__ = [
@@ -201,7 +203,7 @@ def model_readings(model: torch.nn.Module, images01: torch.Tensor,
     txt = text_features(model) if txt is None else txt
     nearest = (F.normalize(encode_world(model, images01), dim=-1) @ txt.t()).argmax(-1)
     tuples = torch.tensor([world.index_tuple(i) for i in nearest.tolist()], dtype=torch.long).view(-1, 4)
-    return {a: tuples[:, k] for k, a in enumerate(("colour", "shape", "position", "background"))}
+    return {a: tuples[:, k] for k, a in enumerate(ATTRIBUTES)}  # index_tuple order = the judge's
 
 
 def failure_split(model: torch.nn.Module, images01: torch.Tensor, prompts: Sequence[str],
@@ -213,8 +215,6 @@ def failure_split(model: torch.nn.Module, images01: torch.Tensor, prompts: Seque
     (``"not_reached"``: the optimization never got the model there). The three sum to 1.
     ``txt``: the model's normalized features of the 600 captions, if already computed.
     """
-    from . import judge as judge_mod
-
     pred, wanted = judge_mod.readings(images01, prompts, judge)
     own = model_readings(model, images01, txt)
     out = {}
