@@ -69,7 +69,7 @@ def child(arch: str, steps: int, options: dict, threads: int) -> dict:
 
     loop.clip_grad_per_image = timed
     start = time.perf_counter()
-    generate_tensor(model, "a watercolor of a fox", steps=steps, init="gray", progress=False, **options)
+    generate_tensor("a watercolor of a fox", model, steps=steps, init="gray", progress=False, **options)
     total = time.perf_counter() - start
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     per_step = sum(gaps) / len(gaps) if gaps else total / steps
@@ -121,7 +121,7 @@ def quality(n_prompts: int, steps: int, threads: int, candidates: int, robust: s
         for label, options in CONFIGS.items():
             start = time.perf_counter()
             images = torch.cat([
-                generate_tensor(model, prompt, seeds=[i], steps=steps, gmm_candidates=candidates, gmm_path=gmm,
+                generate_tensor(prompt, model, seeds=[i], steps=steps, gmm_candidates=candidates, gmm_path=gmm,
                                 progress=False, **options).images
                 for i, prompt in enumerate(prompts)
             ])

@@ -30,6 +30,8 @@ from clipag_plugin.synthesis.loop import GenerateConfig
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=24, help="how many seeded prompts (default 24)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first K prompts of the seeded draw (--prompts 60 --skip 60: prompts 61-120)")
     parser.add_argument("--models", nargs="+", default=["mini-vanilla", "mini"], help="names or folders")
     parser.add_argument("--settings", nargs="+", default=["views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"])
     parser.add_argument("--steps", default="100", help="comma-separated step counts (0: the start alone)")
@@ -45,7 +47,8 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="save the images of every row to this folder (.pt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    prompts, _ = pag.seeded_prompts(args.prompts, seed=args.prompt_seed)
+    prompts, _ = pag.seeded_prompts(args.skip + args.prompts, seed=args.prompt_seed)
+    prompts = prompts[args.skip:]
     judge = J.load_judge()
     for name in args.models:
         model, _ = clipag.load(name, device="cpu")
@@ -56,10 +59,12 @@ def main() -> None:
                 cfg = dataclasses.replace(cfg, steps=max(steps, 1), lr=cfg.lr if steps else 1e-9)
                 start = time.time()
                 images = torch.cat([
-                    generate_tensor(model, p, seeds=[i], device="cpu", progress=False, config=cfg).images
-                    for i, p in enumerate(prompts)
+                    generate_tensor(p, model, seeds=[i], device="cpu", progress=False, config=cfg).images
+                    for i, p in enumerate(prompts, start=args.skip)
                 ])
                 scores = {k: round(float(v), 3) for k, v in J.score(images, prompts, judge).items()}
+                scores["confidence"] = round(J.confidence(images, prompts, judge), 3)
+                scores["hf"] = round(pag.high_frequency_energy(images), 4)
                 print(f"{name} | {spec} | steps {steps} | {scores} | {time.time() - start:.0f}s", flush=True)
                 if args.confusions:
                     for attribute, counts in J.confusions(images, prompts, judge).items():

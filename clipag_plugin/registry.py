@@ -72,6 +72,10 @@ class ModelEntry:
     license: str
     size_bytes: Optional[int]
     description: str
+    # name of its generation preset (clipag_plugin.synthesis.presets.PRESETS): the settings
+    # `clipag generate` uses for this model unless told otherwise. A vanilla baseline names the
+    # preset of the robust model it is compared with, so a comparison isolates the gradients.
+    preset: str = "notebook"
 
 
 _ZENODO = "https://zenodo.org/records/10446026/files/CLIPAG_ViTB32.pt?download=1"
@@ -161,6 +165,7 @@ _ENTRIES = (
         license="MIT",
         size_bytes=5_905_402,
         description="Tiny CLIPAG-fine-tuned CLIP of the mini world, shipped in the package",
+        preset="mini",
     ),
     ModelEntry(
         name="mini-vanilla",
@@ -174,6 +179,7 @@ _ENTRIES = (
         license="MIT",
         size_bytes=5_905_402,
         description="Tiny vanilla CLIP of the mini world, shipped in the package",
+        preset="mini",
     ),
 )
 

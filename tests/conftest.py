@@ -112,3 +112,13 @@ def example_module(app: str, module_name: str):
         yield module
     finally:
         sys.modules.pop(module_name, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    """Each test starts and ends with an empty model cache (generate keeps models by name)."""
+    from clipag_plugin.synthesis.api import clear_model_cache
+
+    clear_model_cache()
+    yield
+    clear_model_cache()

@@ -13,6 +13,7 @@ __all__ = ["main", "COMMANDS"]
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("clipag_plugin.cli.demo", "robust vs vanilla mini CLIP on the same prompts: a judged grid (offline, CPU)"),
     "models": ("clipag_plugin.cli.models", "list the models clipag.load accepts, and which are cached"),
     "download": ("clipag_plugin.cli.download", "fetch a model's weights ahead of time (for offline use)"),
     "generate": ("clipag_plugin.cli.generate", "generator-free text-to-image by optimizing pixels"),

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .generate import add_generation_options, config_from_args, run_cli
+from .generate import add_generation_options, config_from_args, explicit_options, run_cli, setup_logging
 
 __all__ = ["main", "parse_setting", "make_grid"]
 
@@ -29,6 +29,12 @@ def _coerce(field: dataclasses.Field, raw: str) -> Any:
         if text.lower() in {"0", "false", "no", "off"}:
             return False
         raise ValueError(f"setting {field.name}={raw!r}: expected true or false")
+    if "tuple" in str(field.type):  # levels: resolutions separated by spaces or '/'
+        try:
+            return tuple(int(v) for v in text.replace("/", " ").split())
+        except ValueError:
+            raise ValueError(f"setting {field.name}={raw!r}: expected integers separated by spaces, "
+                             "e.g. '1 2 4 8 16 32 64 96'") from None
     kind = type(field.default) if field.default is not None else None
     if "int" in str(field.type) and "float" not in str(field.type):
         kind = int
@@ -120,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("prompts", nargs="+", metavar="prompt", help="one or more prompts (one row each)")
     parser.add_argument("--models", nargs="+", default=None, help="models to compare (default: the default model)")
     parser.add_argument("--settings", nargs="+", default=["default"],
-                        help="settings to compare, each 'name=value,...' over the flags below (default: 'default')")
+                        help="settings to compare, each 'name=value,...' over each model's preset and the flags "
+                             "below (default: 'default', the preset as it is)")
     parser.add_argument("--out", default="compare.png", help="grid image (a .json summary is written beside it)")
     parser.add_argument("--cell", type=int, default=224, help="side of one tile in the grid, pixels")
     parser.add_argument("--heldout", default=None, metavar="MODEL",
@@ -140,10 +147,15 @@ def _compare(args: argparse.Namespace) -> int:
 
     from .generate import resolve_models
 
+    setup_logging(args.quiet)
     out = check_writable(args.out)
-    base = config_from_args(args)
-    settings = [(spec, parse_setting(spec)) for spec in args.settings]
-    configs = [(spec, dataclasses.replace(base, **opts)) for spec, opts in settings]
+    base = explicit_options(args)
+    config_from_args(args)  # bad values fail here, before any model is loaded
+    configs = []
+    for spec in args.settings:
+        options = {**base, **parse_setting(spec)}
+        dataclasses.replace(config_from_args(args), **options)  # validate each setting up front
+        configs.append((spec, options))
     models, note = resolve_models(args.models)
     if note:
         print(f"clipag compare: {note}", file=sys.stderr)
@@ -162,11 +174,13 @@ def _compare(args: argparse.Namespace) -> int:
                 raise ValueError(f"--judge needs mini-world captions: {err}") from None
     columns, labels, summary = [], [], []
     for model in models:
-        for spec, config in configs:
+        for spec, options in configs:
             cells, images, cosines, records = [], [], [], []
+            resolved = None
             for prompt in args.prompts:
-                result = generate_tensor(model, prompt, seeds=args.seeds, device=args.device,
-                                         progress=not args.quiet, config=config)
+                result = generate_tensor(prompt, model, seeds=args.seeds, device=args.device,
+                                         progress=False if args.quiet else None, preset=args.preset, **options)
+                resolved = result
                 cells += result.to_pil()
                 images.append(result.images.detach().float().cpu())
                 cosines += [float(c) for c in result.cosine]
@@ -176,11 +190,14 @@ def _compare(args: argparse.Namespace) -> int:
                     from clipag_plugin.synthesis.evaluate import heldout_cosine
 
                     record["heldout_cosine"] = heldout_cosine(heldout, result.images, prompt,
-                                                              truncate=config.truncate).tolist()
+                                                              truncate=result.config.truncate).tolist()
                 records.append(record)
             name = Path(model).name if Path(model).exists() else model
-            label = f"{name}\n{spec}\nmean cos {sum(cosines) / len(cosines):.3f}"
-            column = {"model": model, "setting": spec, "runs": records}
+            preset = resolved.preset or "none"
+            shown = spec if spec not in {"", "default"} else f"preset {preset}"
+            label = f"{name}\n{shown}\nmean cos {sum(cosines) / len(cosines):.3f}"
+            column = {"model": model, "setting": spec, "preset": resolved.preset,
+                      "config": dataclasses.asdict(resolved.config), "runs": records}
             if heldout is not None:
                 held = [c for r in records for c in r["heldout_cosine"]]
                 label += f"\nheld-out {sum(held) / len(held):.3f}"
@@ -197,8 +214,8 @@ def _compare(args: argparse.Namespace) -> int:
     row_labels = [f"{_short(p, 48)} (seed {s})" for p in args.prompts for s in args.seeds]
     make_grid(rows, labels, row_labels, args.cell).save(out)
     Path(out).with_suffix(".json").write_text(json.dumps(
-        {"prompts": args.prompts, "seeds": args.seeds, "heldout": args.heldout, "config": dataclasses.asdict(base),
-         "columns": summary},
+        {"prompts": args.prompts, "seeds": args.seeds, "heldout": args.heldout, "preset": args.preset,
+         "explicit": base, "columns": summary},
         indent=2, default=str))
     _print_table(summary, judge=args.judge)
     print(f"grid: {out}")
@@ -211,7 +228,7 @@ def _short(prompt: str, width: int = 28) -> str:
 
 def _print_table(summary: Sequence[dict], judge: bool) -> None:
     """One line per column: mean cosine (and held-out cosine, judge accuracies when measured)."""
-    keys = ["colour", "shape", "position", "background", "colour+shape"] if judge else []
+    keys = ["colour", "shape", "position", "background", "colour+shape", "all"] if judge else []
     head = f"{'model':<16} {'setting':<28} {'cosine':>7}" + "".join(f" {k:>12}" for k in keys)
     print(head)
     print("-" * len(head))
@@ -224,7 +241,7 @@ def _print_table(summary: Sequence[dict], judge: bool) -> None:
         print("judge: accuracy of the mini world's independent classifier on the generated images")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``clipag compare``; returns the exit status (2 for bad input)."""
+def main(argv: Optional[Sequence[str]] = None, command: str = "compare") -> int:
+    """``clipag compare``; returns the exit status (2 for bad input). ``command`` names the caller in messages."""
     args = build_parser().parse_args(argv)
-    return run_cli("compare", lambda: _compare(args))
+    return run_cli(command, lambda: _compare(args))

@@ -44,6 +44,11 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--gmm", "gmm_path", str, "GMM file from `clipag gmm fit`, or a shipped prior: photos (default), miniworld"),
     ("--candidates", "gmm_candidates", int, "GMM samples scored to pick the start"),
     ("--save-every", "save_every", int, "write a frame every K steps"),
+    ("--param", "param", str, "what is optimized: pixels, or multires (images at 1, 2, 4, ... px summed in "
+                              "logit space)"),
+    ("--copies", "copies", int, "extra jittered, noisy copies of the image per step (Direct Ascent Synthesis)"),
+    ("--jitter", "jitter", int, "max shift of each copy in pixels"),
+    ("--copy-noise", "copy_noise", float, "std of the pixel noise of each copy"),
 ]
 
 
@@ -52,15 +57,24 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     from clipag_plugin.synthesis.loop import GenerateConfig
 
     defaults = GenerateConfig()
-    group = parser.add_argument_group("optimization (defaults: the CLIPAG notebook)")
     from clipag_plugin.guidance.losses import DISTANCES
     from clipag_plugin.synthesis.init import INITS
     from clipag_plugin.synthesis.loop import OPTIMIZERS
+    from clipag_plugin.synthesis.param import PARAMS
+    from clipag_plugin.synthesis.presets import AUTO, NONE, PRESETS
 
-    choices = {"init": list(INITS), "distance": list(DISTANCES), "optimizer": list(OPTIMIZERS)}
+    parser.add_argument("--preset", default=AUTO, choices=[AUTO, NONE, *PRESETS],
+                        help="settings under the flags: auto (the model's own preset, see `clipag models`), "
+                             "none (the global defaults below), or a preset by name (default: auto)")
+    group = parser.add_argument_group("optimization (flags given win over the preset; defaults below are the "
+                                      "global ones, the CLIPAG notebook's)")
+    choices = {"init": list(INITS), "distance": list(DISTANCES), "optimizer": list(OPTIMIZERS),
+               "param": list(PARAMS)}
     for flag, name, kind, help_ in _OPTIONS:
         group.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name),
-                           help=f"{help_} (default: {getattr(defaults, name)})")
+                           help=f"{help_} (default: {_show(getattr(defaults, name))})")
+    group.add_argument("--levels", dest="levels", type=int, nargs="+", default=None, metavar="R",
+                       help="multires resolutions in pixels (default: 1 2 4 ... up to the image side, and the side)")
     group.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                        help="no colour/translation/resize/cutout/noise: with --views 1 --crops 0 the encoder "
                             "runs once per step")
@@ -71,13 +85,17 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0],
                         help="one or more seeds (several: a batch, one image each)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or status lines, only the result")
 
 
-def config_from_args(args: argparse.Namespace):
-    """GenerateConfig with the flags that were given."""
-    from clipag_plugin.synthesis.loop import GenerateConfig
+def _show(value: Any) -> str:
+    if value is None:
+        return "auto"
+    return str(value)
 
+
+def explicit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The GenerateConfig fields whose flags were given (they win over any preset)."""
     given = {name: getattr(args, name) for _, name, _, _ in _OPTIONS if getattr(args, name) is not None}
     if args.augment is not None:
         given["augment"] = args.augment
@@ -85,7 +103,30 @@ def config_from_args(args: argparse.Namespace):
         given["truncate"] = True
     if args.no_threshold:
         given["threshold"] = None
-    return GenerateConfig(**given)
+    if args.levels is not None:
+        given["levels"] = tuple(args.levels)
+    return given
+
+
+def config_from_args(args: argparse.Namespace):
+    """GenerateConfig of the global defaults with the flags that were given (no preset)."""
+    from clipag_plugin.synthesis.loop import GenerateConfig
+
+    return GenerateConfig(**explicit_options(args))
+
+
+def setup_logging(quiet: bool) -> None:
+    """Library messages (model choice, preset, init, status lines) to stderr, one line each."""
+    import logging
+
+    logger = logging.getLogger("clipag_plugin")
+    for handler in [h for h in logger.handlers if getattr(h, "_clipag_cli", False)]:
+        logger.removeHandler(handler)  # one handler, on the current stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("clipag: %(message)s"))
+    handler._clipag_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,11 +152,7 @@ def resolve_models(names: Optional[Sequence[str]]) -> tuple[list[str], str]:
     if names:
         return list(names), ""
     name, reason = default_model_choice()
-    note = f"using model {name!r}: {reason}"
-    if name == "mini":
-        note += ("\ntip: the mini models paint best with --gmm miniworld --optimizer l2 --lr 1 --views 1 --crops 0 "
-                 "--no-augment --no-threshold and mini-world captions (docs/mini-world.md)")
-    return [name], note
+    return [name], f"using model {name!r}: {reason}"
 
 
 def output_paths(out: Path, seeds: Sequence[int]) -> list[Path]:
@@ -145,12 +182,14 @@ def _generate(args: argparse.Namespace) -> int:
     from clipag_plugin.synthesis.frames import check_writable, save_gif
     from clipag_plugin.synthesis.loop import NonFiniteLossWarning
 
-    config = config_from_args(args)
+    setup_logging(args.quiet)
+    explicit = explicit_options(args)
+    config_from_args(args)  # bad values fail here, before any model is loaded
     out = check_writable(args.out)
     paths = [check_writable(p) for p in output_paths(out, args.seeds)]
     if args.gif:
         check_writable(args.gif)
-        if not config.save_every:
+        if not explicit.get("save_every"):
             raise CliError("--gif needs frames: add --save-every K (e.g. --save-every 5)")
     models, note = resolve_models(args.model)
     if note:
@@ -158,8 +197,9 @@ def _generate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)
-        result = generate_tensor(models if len(models) > 1 else models[0], args.prompt, seeds=args.seeds,
-                                 device=args.device, progress=not args.quiet, config=config)
+        result = generate_tensor(args.prompt, models if len(models) > 1 else models[0], seeds=args.seeds,
+                                 device=args.device, progress=False if args.quiet else None, preset=args.preset,
+                                 **explicit)
     seconds = time.perf_counter() - start
     for w in caught:  # the NaN warning becomes the message below; pass others on
         if not issubclass(w.category, NonFiniteLossWarning):
@@ -186,7 +226,9 @@ def _generate(args: argparse.Namespace) -> int:
         "prompts": [dataclasses.asdict(p) for p in result.prompts],
         "models": result.models,
         "seeds": result.seeds,
-        "config": dataclasses.asdict(config),
+        "preset": result.preset,
+        "explicit": sorted(explicit),
+        "config": dataclasses.asdict(result.config),
         "best_loss": result.loss.tolist(),
         "best_cosine": result.cosine.tolist(),
         "best_step": result.step.tolist(),

@@ -56,9 +56,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "source": _source(entry),
             "size": _size(entry),
             "license": entry.license,
+            "preset": entry.preset,
             "cached": "yes" if is_cached(entry, args.download_root) else "no",
         })
+    from ..synthesis.presets import PRESETS
+
     if args.json:
+        for row in rows:
+            row["preset_settings"] = PRESETS[row["preset"]].as_dict()
         print(json.dumps(rows, indent=2))
         return 0
     headers = list(rows[0])
@@ -67,5 +72,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("  ".join("-" * widths[h] for h in headers))
     for r in rows:
         print("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
-    print("\nAlso accepted: 'hf-hub:org/repo' (open_clip layout) and local paths.")
+    print("\nAlso accepted: 'hf-hub:org/repo' (open_clip layout) and local paths (they use the global defaults).")
+    print("\nGeneration presets (`clipag generate` applies the model's own; --preset NAME|none, flags win):")
+    for preset in PRESETS.values():
+        print(f"  {preset.name:<9} {preset.description}")
+        if preset.settings:
+            print(f"  {'':<9} {', '.join(f'{k}={v}' for k, v in preset.settings)}")
     return 0

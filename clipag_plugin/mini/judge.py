@@ -25,7 +25,7 @@ from torch import nn
 from . import world
 
 __all__ = ["ATTRIBUTES", "CLASSES", "Judge", "JudgeConfig", "train_judge", "load_judge", "save_judge", "readings", "score",
-           "confusions", "score_folder"]
+           "confidence", "confusions", "score_folder"]
 
 ATTRIBUTES = ("colour", "shape", "position", "background")
 CLASSES = {"colour": world.COLOURS, "shape": world.SHAPES, "position": world.POSITIONS, "background": world.COLOURS}
@@ -154,6 +154,22 @@ def score(
     out["colour+shape"] = float((hits["colour"] & hits["shape"]).float().mean())
     out["all"] = float(torch.stack(list(hits.values())).all(0).float().mean())
     return out
+
+
+@torch.no_grad()
+def confidence(images01: torch.Tensor, prompts: Sequence[str], judge: Optional[Judge] = None) -> float:
+    """The judge's mean probability of the prompts' values, over images and the four attributes.
+
+    A cleanliness figure: a clean render of the caption scores near 1; a picture that shows the
+    right values only faintly, in speckle, scores lower even where :func:`score` counts it right.
+    """
+    if len(prompts) != len(images01):
+        raise ValueError(f"got {len(images01)} images but {len(prompts)} prompts; pass one prompt per image")
+    judge = load_judge() if judge is None else judge
+    logits = judge.eval()(images01.float().clamp(0, 1))
+    wanted = _prompt_targets(prompts)
+    probs = [logits[a].softmax(-1).gather(1, wanted[a][:, None]).squeeze(1) for a in ATTRIBUTES]
+    return float(torch.stack(probs).mean())
 
 
 def confusions(

@@ -40,6 +40,7 @@ __all__ = [
     "attacked_retrieval",
     "model_readings",
     "failure_split",
+    "high_frequency_energy",
     "seeded_prompts",
     "retarget",
 ]
@@ -223,6 +224,20 @@ def failure_split(model: torch.nn.Module, images01: torch.Tensor, prompts: Seque
         out[a] = {"right": float(judged.float().mean()), "fooled": float((~judged & seen).float().mean()),
                   "not_reached": float((~judged & ~seen).float().mean())}
     return out
+
+
+@torch.no_grad()
+def high_frequency_energy(images01: torch.Tensor) -> float:
+    """Mean squared difference between the images and their 3x3 box blur (speckle; 0 for flat colour).
+
+    Read at the world's 64 px (antialiased), as the judge reads them, so the figure compares
+    pictures of any size. A clean render scores about 0.001 (edges only); pixel speckle raises it.
+    """
+    x = images01.float().clamp(0, 1)
+    if x.shape[-2:] != (world.SIZE, world.SIZE):
+        x = F.interpolate(x, size=(world.SIZE, world.SIZE), mode="bilinear", antialias=True)
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return float((x - blurred).pow(2).mean())
 
 
 def seeded_prompts(n: int = 60, seed: int = 2024) -> tuple[list[str], torch.Tensor]:

@@ -1,14 +1,18 @@
 """``generate``: text -> image by optimizing pixels against one or more robust CLIPs.
 
-``generate(model, prompt, **options)`` returns a PIL image; :func:`generate_tensor` returns the
-full :class:`~.loop.GenerationResult` (tensors, best loss, cosine, step, history, frames).
+``generate(prompt, model=None, **options)`` returns a PIL image; :func:`generate_tensor` returns the
+full :class:`~.loop.GenerationResult` (tensors, best loss, cosine, step, history, frames). The
+settings come from the global defaults, the model's preset and the caller's options
+(:mod:`.presets`); models given by name are loaded once and cached.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
+import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -16,8 +20,10 @@ import torch
 
 from ..guidance.losses import prompt_loss
 from ..guidance.prompts import Prompt, parse_prompts
-from .init import INITS, gmm_init, gray_init, image_init, noise_init
+from .init import INITS, auto_candidates, gmm_init, gray_init, image_init, noise_init
 from .loop import GenerateConfig, GenerationResult, Guide, optimize
+from .param import check_levels, default_levels
+from .presets import AUTO, NONE, PresetArg, resolve_config
 
 __all__ = [
     "generate",
@@ -25,6 +31,9 @@ __all__ = [
     "resolve_default_model",
     "default_model_choice",
     "load_guides",
+    "load_model",
+    "clear_model_cache",
+    "candidates_for",
     "make_init",
     "MIN_SIZE",
     "MAX_SIZE",
@@ -35,6 +44,38 @@ DEFAULT_MODEL, FALLBACK_MODEL = "ViT-B/32", "mini"
 _ZENODO_TIMEOUT_S = 3.0
 
 ModelLike = Union[str, torch.nn.Module, tuple]
+MODEL_CACHE_SIZE = 4  # loaded models kept per (name, device), least recently used dropped first
+_MODEL_CACHE: "OrderedDict[tuple[str, str], torch.nn.Module]" = OrderedDict()
+logger = logging.getLogger("clipag_plugin.generate")
+
+
+def load_model(name: str, device: Optional[str] = None) -> torch.nn.Module:
+    """``clipag.load(name, device)[0]``, kept in a small cache so repeated generations do not reload.
+
+    Args:
+        name: anything :func:`clipag.load` accepts (a registry name, ``hf-hub:...``, a path).
+        device: as in :func:`clipag.load` (``None``: the best available).
+
+    Returns:
+        The loaded model (the same object for the same name and device while it stays cached;
+        :data:`MODEL_CACHE_SIZE` are kept).
+    """
+    from ..loading import load
+
+    key = (str(name), str(device or "auto"))
+    if key in _MODEL_CACHE:
+        _MODEL_CACHE.move_to_end(key)
+        return _MODEL_CACHE[key]
+    model = load(str(name), device=device)[0]
+    _MODEL_CACHE[key] = model
+    while len(_MODEL_CACHE) > MODEL_CACHE_SIZE:
+        _MODEL_CACHE.popitem(last=False)
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget the models :func:`load_model` kept (frees their memory once nothing else holds them)."""
+    _MODEL_CACHE.clear()
 
 
 def _vitb32_cached(download_root: Optional[str] = None) -> bool:
@@ -105,9 +146,7 @@ def _as_model(item: ModelLike, device: Optional[str]) -> torch.nn.Module:
     if isinstance(item, tuple):
         item = item[0]
     if isinstance(item, (str, os.PathLike)):
-        from ..loading import load
-
-        return load(str(item), device=device)[0]
+        return load_model(str(item), device)
     if hasattr(item, "encode_pixels") and hasattr(item, "encode_text"):
         return item
     if hasattr(item, "encode_image") and hasattr(item, "encode_text") and hasattr(item, "visual"):
@@ -199,6 +238,14 @@ def _device_of(guides: Sequence[Guide]) -> torch.device:
     return next(guides[0].model.parameters()).device
 
 
+def candidates_for(config: GenerateConfig, device: torch.device) -> int:
+    """GMM candidates of ``config``: its own count, or :func:`~.init.auto_candidates` for ``device``."""
+    if config.gmm_candidates is not None:
+        return config.gmm_candidates
+    per_step = config.effective_views() + config.copies + config.crops
+    return auto_candidates(config.steps, per_step, torch.device(device).type)
+
+
 def make_init(guides: Sequence[Guide], config: GenerateConfig, size: int, seed: int) -> torch.Tensor:
     """The starting image of one seed ``(1, 3, size, size)`` on the models' device."""
     device = _device_of(guides)
@@ -225,41 +272,91 @@ def make_init(guides: Sequence[Guide], config: GenerateConfig, size: int, seed: 
                 for g in guides
             ).cpu()
 
-        x = gmm_init(gmm, size, generator, score, config.gmm_candidates)
+        x = gmm_init(gmm, size, generator, score, candidates_for(config, device))
     return x.to(device)
 
 
-def _config(config: Optional[GenerateConfig], options: dict[str, Any]) -> GenerateConfig:
-    names = {f.name for f in dataclasses.fields(GenerateConfig)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ValueError(f"unknown generate option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    return dataclasses.replace(config or GenerateConfig(), **options)
+def _looks_like_model(item: Any) -> bool:
+    """A loaded model, a ``(model, preprocess)`` pair, a registry name or an existing path."""
+    if isinstance(item, (torch.nn.Module, tuple)):
+        return True
+    if isinstance(item, str):
+        from ..registry import REGISTRY
+
+        if item in REGISTRY or item.startswith("hf-hub:"):
+            return True
+        try:
+            return Path(item).exists()
+        except OSError:  # a long prompt is not a valid file name
+            return False
+    return False
+
+
+def _prompt_first(prompt: Any, model: Any) -> tuple[Any, Any]:
+    """Accept the older ``(model, prompt)`` order with a ``DeprecationWarning``."""
+    if _looks_like_model(prompt) and model is not None and not _looks_like_model(model):
+        warnings.warn("generate(model, prompt) is deprecated: the prompt comes first, "
+                      "generate(prompt, model=...)", DeprecationWarning, stacklevel=3)
+        return model, prompt
+    return prompt, model
+
+
+class _Progress:
+    """Progress of the steps: a tqdm bar on a terminal, else an INFO log line every ``every`` steps."""
+
+    def __init__(self, progress: Optional[bool], total: int, label: str, every: int = 25) -> None:
+        from tqdm.auto import tqdm
+
+        # progress=None lets tqdm decide (a bar only when stderr is a terminal)
+        self.bar = tqdm(total=total, desc=label, disable=None if progress is None else not progress, leave=False)
+        self.log = self.bar.disable and progress is not False
+        self.total, self.label, self.every = total, label, max(1, every)
+
+    def __call__(self, step: int, pixels: torch.Tensor, loss: torch.Tensor) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{float(loss.mean()):.4f}")
+        done = step + 1
+        if self.log and (done % self.every == 0 or done == self.total):
+            logger.info("%s: step %d/%d, loss %.4f", self.label, done, self.total, float(loss.mean()))
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def generate_tensor(
-    model: Union[ModelLike, Sequence[ModelLike], None] = None,
     prompt: Union[str, Prompt, Sequence[Union[str, Prompt]]] = "",
+    model: Union[ModelLike, Sequence[ModelLike], None] = None,
     *,
     seeds: Union[int, Sequence[int]] = 0,
     device: Optional[str] = None,
-    progress: bool = True,
+    progress: Optional[bool] = None,
+    preset: PresetArg = AUTO,
     config: Optional[GenerateConfig] = None,
     **options: Any,
 ) -> GenerationResult:
     """Generate one image per seed; return the :class:`GenerationResult` (images ``(B, 3, S, S)``).
 
     Args:
+        prompt: ``"a red barn:1 | blurry:-0.3"`` syntax, or a list of such strings / Prompts.
         model: a name (``"ViT-B/32"``, ``"mini"``, ``"hf-hub:..."``), a path, a model from
             :func:`clipag.load` (or its ``(model, preprocess)`` pair), or a list of them (an
-            ensemble: losses are summed). ``None`` picks :func:`resolve_default_model`.
-        prompt: ``"a red barn:1 | blurry:-0.3"`` syntax, or a list of such strings / Prompts.
+            ensemble: losses are summed). ``None`` picks :func:`resolve_default_model`. Models
+            given by name are loaded once per (name, device) and kept (:func:`clear_model_cache`).
         seeds: one seed or a list (a batch, optimized together, each independent of the others).
         device: where to load models given by name (default: cuda, mps, then cpu).
-        config, options: :class:`GenerateConfig` and/or its fields as keywords (``steps=50``,
-            ``views=1, crops=0, augment=False``, ...).
+        progress: ``True`` a progress bar, ``False`` silent, ``None`` a bar on a terminal and a
+            log line every 25 steps elsewhere.
+        preset: ``"auto"`` (the model's own preset, see :mod:`.presets`), ``"none"`` (the global
+            defaults), a preset name, or a :class:`~.presets.GenerationPreset`. Ignored when
+            ``config`` is given (a config is complete).
+        config, options: a whole :class:`GenerateConfig`, and/or its fields as keywords
+            (``steps=50``, ``param="multires"``, ...); keywords win over the preset.
+
+    Returns:
+        The :class:`GenerationResult`; its ``config`` is the resolved config and ``preset`` the
+        name of the preset applied (None when none was).
     """
-    cfg = _config(config, options)
+    prompt, model = _prompt_first(prompt, model)
     prompts = parse_prompts(prompt)
     if not any(p.weight > 0 for p in prompts):
         raise ValueError("at least one prompt needs a positive weight (negative prompts only push away)")
@@ -268,32 +365,60 @@ def generate_tensor(
         raise ValueError("seeds is empty; pass an int or a non-empty list of ints")
     if model is None:
         model, reason = default_model_choice()
-        if progress:
-            print(f"clipag.generate: using model {model!r}: {reason}", file=sys.stderr)
+        logger.info("using model %r: %s", model, reason)
+    items = list(model) if isinstance(model, list) else [model]
+    cfg, chosen = resolve_config(items, NONE if config is not None else preset, options, base=config)
+    if chosen is not None:
+        logger.info("preset %s", chosen.summary())
     guides = load_guides(model, prompts, device, cfg.truncate)
     size = cfg.size or int(guides[0].model.visual.input_resolution)
     _check_size(size, guides)
+    if cfg.init == "gmm" and cfg.gmm_candidates is None:
+        dev = _device_of(guides)
+        cfg = dataclasses.replace(cfg, gmm_candidates=candidates_for(cfg, dev))
+        logger.info("init: best of %d GMM candidates (chosen for %s; set gmm_candidates / --candidates to change)",
+                    cfg.gmm_candidates, dev.type)
+    if cfg.param == "multires":  # the JSON of resolved settings names the levels actually used
+        cfg = dataclasses.replace(cfg, levels=check_levels(cfg.levels or default_levels(size), size))
     init = torch.cat([make_init(guides, cfg, size, s) for s in seed_list])
     # views get their own stream so that changing the init (or the number of candidates) keeps them
     generators = [torch.Generator().manual_seed(s + 0x5EED) for s in seed_list]
-    result = optimize(init, guides, cfg, generators, progress=progress)
+    text = " | ".join(p.text for p in prompts)
+    label = f"{', '.join(g.name for g in guides)} \"{text if len(text) <= 40 else text[:37] + '...'}\""
+    bar = _Progress(progress, cfg.steps, label)
+    try:
+        result = optimize(init, guides, cfg, generators, callback=bar)
+    finally:
+        bar.close()
     result.seeds, result.models, result.prompts = seed_list, [g.name for g in guides], prompts
+    result.preset = chosen.name if chosen is not None else None
     return result
 
 
 def generate(
-    model: Union[ModelLike, Sequence[ModelLike], None],
     prompt: Union[str, Prompt, Sequence[Union[str, Prompt]]],
+    model: Union[ModelLike, Sequence[ModelLike], None] = None,
     **options: Any,
 ):
     """Text -> ``PIL.Image`` with a robust CLIP (a list of images when ``seeds`` is a list).
 
-    Same arguments as :func:`generate_tensor`. Example::
+    Args:
+        prompt: the text (``"a red barn:1 | blurry:-0.3"`` syntax for several weighted prompts).
+        model: a registry name, ``hf-hub:`` name, path or loaded model; ``None`` picks the
+            default (CLIPAG ViT-B/32 when available, else ``mini``).
+        options: ``seeds``, ``device``, ``progress``, ``preset`` and any :class:`GenerateConfig`
+            field (see :func:`generate_tensor`); the model's preset fills in the rest.
+
+    Returns:
+        A ``PIL.Image``, or a list of them when ``seeds`` is a list.
+
+    Example::
 
         import clipag
-        image = clipag.generate("ViT-B/32", "a watercolor of a fox", steps=100, seeds=0)
+        image = clipag.generate("a watercolor of a fox", model="ViT-B/32")
         image.save("fox.png")
     """
+    prompt, model = _prompt_first(prompt, model)
     seeds = options.get("seeds", 0)
-    images = generate_tensor(model, prompt, **options).to_pil()
+    images = generate_tensor(prompt, model, **options).to_pil()
     return images if not isinstance(seeds, int) else images[0]

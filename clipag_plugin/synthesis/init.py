@@ -10,9 +10,23 @@ import torch.nn.functional as F
 
 from .gmm import GaussianMixture
 
-__all__ = ["INITS", "noise_init", "gray_init", "image_init", "upsample", "gmm_candidates", "pick_best", "gmm_init"]
+__all__ = ["INITS", "NOTEBOOK_CANDIDATES", "auto_candidates", "noise_init", "gray_init", "image_init", "upsample", "gmm_candidates", "pick_best", "gmm_init"]
 
 INITS = ("gmm", "noise", "gray", "image")
+NOTEBOOK_CANDIDATES = 1000  # the CLIPAG notebook draws 1000 GMM samples and keeps the best-scored
+
+
+def auto_candidates(steps: int, images_per_step: int, device_type: str) -> int:
+    """How many GMM candidates to score when none is asked for.
+
+    On CUDA the notebook's 1000 (scoring is batched, forward-only, cheap next to 100 batch-1
+    steps). Elsewhere the cost is linear in the images encoded, so at most one forward pass per
+    image the steps encode (``steps * images_per_step``; a step also pays the backward pass, so
+    the init costs at most about a third of the steps), and at least 16.
+    """
+    if device_type == "cuda":
+        return NOTEBOOK_CANDIDATES
+    return max(16, min(NOTEBOOK_CANDIDATES, steps * images_per_step))
 
 
 def noise_init(size: int, generator: torch.Generator) -> torch.Tensor:

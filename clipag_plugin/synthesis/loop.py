@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
-from ..guidance.losses import cosine_similarity, view_crop_loss
+from ..guidance.losses import cosine_similarity, prompt_loss, view_crop_loss
 from ..guidance.views import (
     NO_AUGMENT,
     ViewConfig,
@@ -25,7 +25,7 @@ from ..guidance.views import (
     sample_crop_params,
     sample_view_params,
 )
-from .threshold import dynamic_threshold
+from .param import PARAMS, make_param
 
 __all__ = [
     "GenerateConfig",
@@ -34,6 +34,7 @@ __all__ = [
     "NonFiniteLossWarning",
     "frozen",
     "clip_grad_per_image",
+    "clip_grads_per_image",
     "l2_step_",
     "guide_losses",
     "optimize",
@@ -65,9 +66,14 @@ class GenerateConfig:
     init: str = "gmm"  # gmm | noise | gray | image
     init_image: Optional[str] = None
     gmm_path: Optional[str] = None  # None: the GMM shipped in the package
-    gmm_candidates: int = 1000
+    gmm_candidates: Optional[int] = None  # None: 1000 on CUDA, else no more than the steps cost (see init)
     save_every: int = 0  # keep a frame every K steps (0: none)
     truncate: bool = False  # cut prompts longer than the context length instead of failing
+    param: str = "pixels"  # what is optimized: "pixels" or "multires" (see synthesis.param)
+    levels: Optional[tuple[int, ...]] = None  # multires resolutions; None: 1, 2, 4, ... and the image side
+    copies: int = 0  # extra jittered + noisy copies of the image per step (Direct Ascent Synthesis); 0: none
+    jitter: int = 0  # max shift of each copy, whole pixels at the image side
+    copy_noise: float = 0.0  # std of the Gaussian pixel noise added to each copy
 
     def __post_init__(self) -> None:
         checks = [
@@ -80,12 +86,20 @@ class GenerateConfig:
             (self.views + self.crops >= 1, "views=0 and crops=0 leave nothing to score; use --views 1 --crops 0"),
             (self.noise_std >= 0, f"noise_std={self.noise_std}: must be >= 0"),
             (self.threshold is None or 0 < self.threshold <= 1, f"threshold={self.threshold}: expected 0 < p <= 1"),
-            (self.gmm_candidates >= 1, f"gmm_candidates={self.gmm_candidates}: need at least 1"),
             (self.save_every >= 0, f"save_every={self.save_every}: must be >= 0"),
+            (self.param in PARAMS, f"param={self.param!r}: choose one of {', '.join(PARAMS)}"),
+            (self.levels is None or (len(self.levels) > 0 and all(int(r) >= 1 for r in self.levels)),
+             f"levels={self.levels}: expected resolutions >= 1, e.g. 1 2 4 8 16 32 64 96"),
+            (self.copies >= 0 and self.jitter >= 0 and self.copy_noise >= 0,
+             f"copies={self.copies}, jitter={self.jitter}, copy_noise={self.copy_noise}: must be >= 0"),
+            (self.gmm_candidates is None or self.gmm_candidates >= 1,
+             f"gmm_candidates={self.gmm_candidates}: need at least 1 (or None: chosen for the device)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.levels is not None:
+            object.__setattr__(self, "levels", tuple(int(r) for r in self.levels))
 
     def view_config(self) -> ViewConfig:
         """The augmentations of the full views (none when ``augment`` is off)."""
@@ -94,6 +108,15 @@ class GenerateConfig:
     def effective_views(self) -> int:
         """Views per step: identical views are pointless, so 1 when augmentation is off."""
         return min(self.views, 1) if not self.augment else self.views
+
+    def is_plain(self) -> bool:
+        """One un-augmented view per step and nothing else: the step's loss is the whole image's."""
+        return self.effective_views() == 1 and not self.augment and self.crops == 0 and self.copies == 0
+
+    def copy_config(self, size: int) -> ViewConfig:
+        """The jitter + noise of the copies at image side ``size`` (nothing else)."""
+        return ViewConfig(color=False, translation=min(self.jitter / size, 0.99), resize=(1.0, 1.0), cutout=0.0,
+                          noise_std=self.copy_noise)
 
 
 @dataclass
@@ -111,10 +134,10 @@ class Guide:
 class GenerationResult:
     """What a generation returns: the best images and how the run went."""
 
-    images: torch.Tensor  # (B, 3, S, S) in [0, 1], the lowest-loss image per seed
-    loss: torch.Tensor  # (B,) best loss
-    cosine: torch.Tensor  # (B,) mean cosine to the positive prompts at the best step
-    step: torch.Tensor  # (B,) step of the best image (0 = the initial image)
+    images: torch.Tensor  # (B, 3, S, S) in [0, 1], the image with the lowest whole-image loss per seed
+    loss: torch.Tensor  # (B,) its whole-image loss (the image itself, no views or crops)
+    cosine: torch.Tensor  # (B,) its mean cosine to the positive prompts
+    step: torch.Tensor  # (B,) updates behind the best image (0 = the initial image)
     history: list[dict] = field(default_factory=list)  # per step: loss and cosine per image
     frames: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
@@ -122,6 +145,7 @@ class GenerationResult:
     prompts: list = field(default_factory=list)
     nan_step: Optional[int] = None  # step at which the loss stopped being finite, if it did
     config: Optional[GenerateConfig] = None
+    preset: Optional[str] = None  # name of the generation preset applied, if one was
 
     def to_pil(self) -> list:
         """The best images as PIL images (one per seed)."""
@@ -150,8 +174,14 @@ def frozen(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
 
 def clip_grad_per_image(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Scale each image's gradient to norm <= ``max_norm`` (``torch.nn.utils.clip_grad_norm_`` per image)."""
-    norms = grad.flatten(1).norm(dim=1).view(-1, *([1] * (grad.dim() - 1)))
-    return grad * (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    return clip_grads_per_image([grad], max_norm)[0]
+
+
+def clip_grads_per_image(grads: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """:func:`clip_grad_per_image` over several tensors whose rows belong to the same images."""
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    return [g * scale.view(-1, *([1] * (g.dim() - 1))) for g in grads]
 
 
 @torch.no_grad()
@@ -170,51 +200,69 @@ def l2_step_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], leng
 
 def guide_losses(
     images: torch.Tensor, view_batch: torch.Tensor, n_views: int, n_crops: int, guides: Sequence[Guide],
-    config: GenerateConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss per image summed over the ensemble, and the mean cosine to the positive prompts.
+    config: GenerateConfig, n_whole: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, Optional[tuple[torch.Tensor, torch.Tensor]]]:
+    """Loss per image summed over the ensemble, the mean cosine to the positive prompts, and the
+    whole-image ``(loss, cosine)`` when ``n_whole`` is 1 (else None).
 
-    ``view_batch`` holds, per image, its ``n_views`` views then its ``n_crops`` crops. Each
-    model's encoder is called exactly once.
+    ``view_batch`` holds, per image, ``n_whole`` (0 or 1) copies of the image itself, then its
+    ``n_views`` views, then its ``n_crops`` crops. The image itself is only scored (no gradient
+    flows from it). Each model's encoder is called exactly once.
     """
     b = images.shape[0]
     total = images.new_zeros(b)
-    cosines = []
+    whole_total = images.new_zeros(b)
+    cosines, whole_cosines = [], []
     for guide in guides:
         emb = guide.model.encode_pixels(view_batch).float()
-        emb = emb.view(b, n_views + n_crops, emb.shape[-1])
-        views = emb[:, :n_views].reshape(b * n_views, emb.shape[-1])
-        crops = emb[:, n_views:].reshape(b * n_crops, emb.shape[-1])
+        emb = emb.view(b, n_whole + n_views + n_crops, emb.shape[-1])
+        views = emb[:, n_whole : n_whole + n_views].reshape(b * n_views, emb.shape[-1])
+        crops = emb[:, n_whole + n_views :].reshape(b * n_crops, emb.shape[-1])
         total = total + view_crop_loss(
             views, crops, guide.texts, guide.weights, guide.stops,
             config.view_weight, config.crop_weight, config.distance, groups=b,
         )
         positive = guide.weights > 0
+        whole = emb[:, 0].detach() if n_whole else None
+        if whole is not None:
+            whole_total = whole_total + prompt_loss(whole, guide.texts, guide.weights, guide.stops, config.distance, b)
         if bool(positive.any()):
             seen = views if n_views else crops
-            cos = cosine_similarity(seen.detach(), guide.texts[positive]).view(b, -1).mean(dim=1)
-            cosines.append(cos)
-    cosine = torch.stack(cosines).mean(0) if cosines else images.new_full((b,), float("nan"))
-    return total, cosine
+            cosines.append(cosine_similarity(seen.detach(), guide.texts[positive]).view(b, -1).mean(dim=1))
+            if whole is not None:
+                whole_cosines.append(cosine_similarity(whole, guide.texts[positive]).mean(dim=1))
+    nan = images.new_full((b,), float("nan"))
+    cosine = torch.stack(cosines).mean(0) if cosines else nan
+    if not n_whole:
+        return total, cosine, None
+    return total, cosine, (whole_total.detach(), torch.stack(whole_cosines).mean(0) if whole_cosines else nan)
 
 
 def _sample_batch(
-    images: torch.Tensor, generators: Sequence[torch.Generator], config: GenerateConfig, crop: int
+    images: torch.Tensor, generators: Sequence[torch.Generator], config: GenerateConfig, crop: int,
+    whole: bool = False,
 ) -> tuple[torch.Tensor, int, int]:
-    """Draw this step's views and crops for every image and apply them -> (B * (V + P), 3, S, S)."""
+    """Draw this step's views and crops for every image and apply them -> (B * (W + V + P), 3, S, S),
+    led by the image itself (``W = 1``) when ``whole``."""
     size = images.shape[-1]
-    n_views, n_crops = config.effective_views(), config.crops
+    n_views, n_crops, n_copies = config.effective_views(), config.crops, config.copies
     view_cfg = config.view_config()
-    crop_noise = config.noise_std if config.augment else 0.0
+    copy_cfg = config.copy_config(size) if n_copies else None
     per_image = []
     for i, gen in enumerate(generators):
-        parts = []
+        parts = [images[i : i + 1]] if whole else []
         if n_views:
             parts.append(apply_views(images, sample_view_params(n_views, size, gen, view_cfg, source=i)))
+        if n_copies:  # the copies count as views (same weight, one mean)
+            parts.append(apply_views(images, sample_view_params(n_copies, size, gen, copy_cfg, source=i)))
         if n_crops:
-            parts.append(apply_crops(images, sample_crop_params(n_crops, size, crop, gen, crop_noise, source=i)))
+            crops = apply_crops(images, sample_crop_params(n_crops, size, crop, gen, 0.0, source=i))
+            if config.augment:  # as the notebook: crops get the views' DiffAugment (and noise) too
+                params = replace(sample_view_params(n_crops, size, gen, view_cfg), source=torch.arange(n_crops))
+                crops = apply_views(crops, params)
+            parts.append(crops)
         per_image.append(torch.cat(parts) if len(parts) > 1 else parts[0])
-    return torch.cat(per_image), n_views, n_crops
+    return torch.cat(per_image), n_views + n_copies, n_crops
 
 
 def optimize(
@@ -222,36 +270,51 @@ def optimize(
     guides: Sequence[Guide],
     config: GenerateConfig,
     generators: Sequence[torch.Generator],
-    progress: bool = True,
     callback: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
 ) -> GenerationResult:
     """Optimize ``init`` ``(B, 3, S, S)`` toward the guides' prompts; return the lowest-loss images.
 
     ``generators[i]`` drives image ``i``'s views, so a seed's result does not depend on the batch.
+    ``callback(step, image, loss)`` runs after every step (progress display, frames, tests).
     """
-    from tqdm.auto import tqdm
-
     if len(generators) != init.shape[0]:
         raise ValueError(f"{len(generators)} generators for a batch of {init.shape[0]} images")
     size = init.shape[-1]
     crop = config.crop_size or crop_size_for(size)
     if not 0 < crop <= size:
         raise ValueError(f"crop_size={crop} must be between 1 and the image size {size}")
-    pixels = init.detach().clone().float().requires_grad_(True)
-    optimizer = (torch.optim.AdamW([pixels], lr=config.lr, weight_decay=config.weight_decay)
+    param = make_param(config.param, init, config.levels, config.threshold)
+    tensors = param.tensors()
+    optimizer = (torch.optim.AdamW(tensors, lr=config.lr, weight_decay=config.weight_decay)
                  if config.optimizer == "adamw" else None)
     b = init.shape[0]
-    best = pixels.detach().cpu().clone()
+    best = init.detach().float().cpu().clone()
     best_loss = torch.full((b,), math.inf)
     best_cos = torch.full((b,), math.nan)
     best_step = torch.zeros(b, dtype=torch.long)
     result = GenerationResult(best, best_loss, best_cos, best_step, config=config)
-    bar = tqdm(range(config.steps), desc="generate", disable=not progress, leave=False)
+    # the kept image is the one with the lowest whole-image loss (the image itself, no views), as
+    # the notebook keeps it. A plain step's own loss is that loss; otherwise the image itself
+    # rides along in the step's encoder batch. One more forward scores the final image.
+    whole_config = replace(config, view_weight=1.0)
+    plain = config.is_plain() and config.view_weight == 1.0
+
+    def keep(images: torch.Tensor, loss: torch.Tensor, cosine: torch.Tensor, k: int) -> None:
+        loss = loss.detach().float().cpu()
+        better = loss < best_loss
+        if bool(better.any()):
+            best[better] = images.detach().float().cpu()[better]
+            best_loss[better] = loss[better]
+            best_cos[better] = cosine.detach().float().cpu()[better]
+            best_step[better] = k
+
     with frozen([g.model for g in guides]):
-        for step in bar:
-            # 1. views and crops of the current image, then the loss of every model
-            batch, n_views, n_crops = _sample_batch(pixels, generators, config, crop)
-            loss, cosine = guide_losses(pixels, batch, n_views, n_crops, guides, config)
+        for step in range(config.steps):
+            # 1. the image from the parametrization, its views and crops, then the loss of every model
+            pixels = param.forward()
+            batch, n_views, n_crops = _sample_batch(pixels, generators, config, crop, whole=not plain)
+            loss, cosine, whole = guide_losses(pixels, batch, n_views, n_crops, guides, config,
+                                               n_whole=0 if plain else 1)
             detached = loss.detach().cpu()
             # 2. stop on NaN/inf, keeping the best image so far
             if not bool(torch.isfinite(detached).all()):
@@ -263,29 +326,31 @@ def optimize(
                     stacklevel=2,
                 )
                 break
-            # 3. remember the lowest-loss image of each seed (the loss belongs to the pixels before the update)
-            better = detached < best_loss
-            if bool(better.any()):
-                best[better] = pixels.detach().cpu()[better]
-                best_loss[better] = detached[better]
-                best_cos[better] = cosine.detach().cpu()[better].float()
-                best_step[better] = step
+            # 3. remember each seed's lowest whole-image loss (this image is the one after `step` updates)
+            keep(pixels, *(whole if whole is not None else (detached, cosine)), step)
             result.history.append({"step": step, "loss": detached.tolist(), "cosine": cosine.detach().cpu().tolist()})
-            # 4. gradient step: AdamW with per-image norm clipping, or a fixed-length L2 step
+            # 4. gradient step on the parametrization's tensors: AdamW with per-image norm
+            #    clipping, or a fixed-length L2 step
+            grads = torch.autograd.grad(loss.sum(), tensors)
             if optimizer is not None:
-                optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                pixels.grad = clip_grad_per_image(pixels.grad, config.grad_clip)
+                for t, g in zip(tensors, clip_grads_per_image(grads, config.grad_clip), strict=True):
+                    t.grad = g
                 optimizer.step()
             else:
-                l2_step_([pixels], torch.autograd.grad(loss.sum(), [pixels]), config.lr)
-            # 5. back into [0, 1]: dynamic thresholding (or a plain clamp)
+                l2_step_(tensors, grads, config.lr)
+            # 5. back into [0, 1] (pixels: dynamic thresholding or a clamp; multires: nothing to do)
+            param.project_()
+            saving = bool(config.save_every) and (step + 1) % config.save_every == 0
+            if saving or callback is not None:
+                with torch.no_grad():
+                    current = param.forward().detach()
+                if saving:
+                    result.frames.append((step + 1, current.cpu().clone()))
+                if callback is not None:
+                    callback(step, current, detached)
+        if result.nan_step is None:  # the image after the last update has not been scored yet
             with torch.no_grad():
-                pixels.copy_(dynamic_threshold(pixels, config.threshold) if config.threshold else pixels.clamp(0, 1))
-            if config.save_every and (step + 1) % config.save_every == 0:
-                result.frames.append((step + 1, pixels.detach().cpu().clone()))
-            if callback is not None:
-                callback(step, pixels.detach(), detached)
-            bar.set_postfix(loss=f"{float(detached.mean()):.4f}", cos=f"{float(cosine.mean()):.4f}")
-    bar.close()
+                final = param.forward()
+                loss, cosine, _ = guide_losses(final, final, 1, 0, guides, whole_config)
+            keep(final, loss, cosine, config.steps)
     return result

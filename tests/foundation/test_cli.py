@@ -23,6 +23,16 @@ def test_models_json_marks_robustness_and_cache(capsys, offline_hub):
     assert rows["ViT-B/32"]["robust"] == "yes" and rows["ViT-B/32"]["cached"] == "no"
     assert rows["openai-ViT-B/32"]["robust"] == "NO"
     assert rows["ViT-B/32"]["source"] == "zenodo:10446026"
+    # each model names its generation preset; the vanilla baselines share their robust twin's
+    assert rows["mini"]["preset"] == rows["mini-vanilla"]["preset"] == "mini"
+    assert rows["ViT-B/32"]["preset"] == rows["openai-ViT-B/32"]["preset"] == "notebook"
+    assert rows["mini"]["preset_settings"]["param"] == "multires"
+
+
+def test_models_table_lists_the_presets(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "Generation presets" in out and "notebook" in out and "param=multires" in out
 
 
 def test_download_offline_reports_and_fails(capsys, offline_hub):

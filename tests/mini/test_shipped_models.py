@@ -104,7 +104,7 @@ def test_pag_gap_robust_paints_the_prompt_where_vanilla_does_not(models):
     cfg = dataclasses.replace(GenerateConfig(gmm_path="miniworld", gmm_candidates=100), **parse_setting(PAG_SETTINGS))
     scores = {}
     for name, m in models.items():
-        images = torch.cat([generate_tensor(m, p, seeds=[i], device="cpu", progress=False, config=cfg).images
+        images = torch.cat([generate_tensor(p, m, seeds=[i], device="cpu", progress=False, config=cfg).images
                             for i, p in enumerate(prompts)])
         scores[name] = J.score(images, prompts)
     robust, vanilla = scores["mini"], scores["mini-vanilla"]

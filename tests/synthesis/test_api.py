@@ -17,29 +17,42 @@ def test_generate_is_exported_lazily():
 
 def test_end_to_end_tiny_clip_lowers_the_loss(tiny_clip):
     model, _ = tiny_clip
-    result = generate_tensor(model, "a red barn", seeds=[0], steps=10, views=1, crops=0, augment=False,
+    result = generate_tensor("a red barn", model, seeds=[0], steps=10, views=1, crops=0, augment=False,
                              init="noise", lr=0.05, progress=False)
     losses = [h["loss"][0] for h in result.history]
-    assert min(losses[-3:]) < losses[0] and float(result.loss[0]) == pytest.approx(min(losses))
+    assert min(losses[-3:]) < losses[0] and float(result.loss[0]) <= min(losses) + 1e-6
+    # the kept image is scored as a whole: its loss is 1 - its cosine to the prompt, recomputed here
+    with torch.no_grad():
+        image = model.encode_pixels(result.images).float()
+        text = model.encode_text(clipag_plugin.tokenize(["a red barn"])).float()
+    cos = torch.nn.functional.cosine_similarity(image, text)
+    assert float(result.loss[0]) == pytest.approx(1 - float(cos[0]), abs=1e-4)
+    assert float(result.cosine[0]) == pytest.approx(float(cos[0]), abs=1e-4)
     assert result.images.shape == (1, 3, 32, 32) and result.models and result.prompts[0].text == "a red barn"
     assert -1 <= float(result.cosine[0]) <= 1
 
 
 def test_generate_returns_pil_and_lists(tiny_clip):
-    image = generate(tiny_clip, "a fox", **QUICK)
+    image = generate("a fox", tiny_clip, **QUICK)
     assert image.size == (32, 32) and image.mode == "RGB"
-    images = generate(tiny_clip, "a fox", seeds=[0, 1], **QUICK)
+    images = generate("a fox", model=tiny_clip, seeds=[0, 1], **QUICK)
     assert isinstance(images, list) and len(images) == 2
 
 
+def test_generate_accepts_the_older_model_first_order_with_a_warning(tiny_clip):
+    with pytest.warns(DeprecationWarning, match="prompt comes first"):
+        image = generate(tiny_clip, "a fox", **QUICK)
+    assert image.size == (32, 32)
+
+
 def test_gmm_init_and_custom_size(tiny_clip):
-    result = generate_tensor(tiny_clip, "a fox", steps=2, views=1, crops=1, init="gmm", gmm_candidates=8,
+    result = generate_tensor("a fox", tiny_clip, steps=2, views=1, crops=1, init="gmm", gmm_candidates=8,
                              size=40, progress=False)
     assert result.images.shape == (1, 3, 40, 40)
 
 
 def test_model_by_path(tiny_model_dir):
-    result = generate_tensor(str(tiny_model_dir), "a fox", steps=1, views=1, crops=0, augment=False,
+    result = generate_tensor("a fox", str(tiny_model_dir), steps=1, views=1, crops=0, augment=False,
                              init="gray", progress=False)
     assert result.models == [str(tiny_model_dir)]
 
@@ -60,19 +73,19 @@ def test_model_by_path(tiny_model_dir):
 )
 def test_bad_inputs_raise_clear_errors(tiny_clip, prompt, options, error, match):
     with pytest.raises(error, match=match):
-        generate_tensor(tiny_clip, prompt, **{**QUICK, **options})
+        generate_tensor(prompt, tiny_clip, **{**QUICK, **options})
 
 
 def test_long_prompt_errors_unless_truncated(tiny_clip):
     long = "a very long prompt " * 40
     with pytest.raises(ContextLengthError, match="context length"):
-        generate_tensor(tiny_clip, long, **QUICK)
-    assert generate_tensor(tiny_clip, long, truncate=True, **{**QUICK, "steps": 1}).images.shape[0] == 1
+        generate_tensor(long, tiny_clip, **QUICK)
+    assert generate_tensor(long, tiny_clip, truncate=True, **{**QUICK, "steps": 1}).images.shape[0] == 1
 
 
 def test_unknown_model_lists_valid_names():
     with pytest.raises(KeyError, match="Valid names"):
-        generate_tensor("no-such-model", "a fox", **QUICK)
+        generate_tensor("a fox", "no-such-model", **QUICK)
 
 
 def test_default_model_prefers_cached_vitb32(tmp_path, monkeypatch, offline_hub):
@@ -85,12 +98,12 @@ def test_default_model_prefers_cached_vitb32(tmp_path, monkeypatch, offline_hub)
     assert api.resolve_default_model() == "ViT-B/32"
 
 
-def test_cli_fallback_to_mini_says_why_and_how_it_paints_best(monkeypatch, offline_hub):
+def test_cli_fallback_to_mini_says_why(monkeypatch, offline_hub):
     from clipag_plugin.cli.generate import resolve_models
 
     monkeypatch.setattr(api, "_mini_available", lambda: True)
     names, note = resolve_models(None)
-    assert names == ["mini"] and "offline mode is on" in note and "--optimizer l2" in note
+    assert names == ["mini"] and "offline mode is on" in note
     assert resolve_models(["mini-vanilla"]) == (["mini-vanilla"], "")
 
 
@@ -112,11 +125,12 @@ def test_no_augment_calls_the_real_encoder_once_per_step(tiny_clip, monkeypatch)
     calls = []
     original = model.encode_pixels
     monkeypatch.setattr(model, "encode_pixels", lambda x: calls.append(x.shape[0]) or original(x))
-    generate_tensor(model, "a fox", steps=4, views=1, crops=0, augment=False, init="gray", progress=False)
-    assert calls == [1, 1, 1, 1]
+    generate_tensor("a fox", model, steps=4, views=1, crops=0, augment=False, init="gray", progress=False)
+    assert calls == [1, 1, 1, 1, 1]  # one per step, then the final image is scored
     calls.clear()
-    generate_tensor(model, "a fox", steps=2, views=3, crops=2, init="gray", progress=False)
-    assert calls == [5, 5]  # augmented: still one call per step, on a batch of V + P images
+    generate_tensor("a fox", model, steps=2, views=3, crops=2, init="gray", progress=False)
+    # augmented: still one call per step, on the image itself (scored, to keep the best) + V + P
+    assert calls == [6, 6, 1]
 
 
 def test_plain_open_clip_model_is_accepted():
@@ -125,16 +139,16 @@ def test_plain_open_clip_model_is_accepted():
     torch.manual_seed(0)
     inner = CLIP(embed_dim=16, vision_cfg={"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
                  text_cfg={"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}).eval()
-    result = generate_tensor(inner, "a fox", steps=2, views=1, crops=0, augment=False, init="gray", progress=False)
+    result = generate_tensor("a fox", inner, steps=2, views=1, crops=0, augment=False, init="gray", progress=False)
     assert result.images.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="encode_image"):
-        generate_tensor(object(), "a fox", steps=1, progress=False)
+        generate_tensor("a fox", object(), steps=1, progress=False)
 
 
 def test_deterministic_under_seed_end_to_end(tiny_clip):
     options = dict(steps=3, views=2, crops=2, init="gmm", gmm_candidates=8, progress=False)
-    a = generate_tensor(tiny_clip, "a fox | blurry:-0.3", seeds=[5], **options)
-    b = generate_tensor(tiny_clip, "a fox | blurry:-0.3", seeds=[5], **options)
-    c = generate_tensor(tiny_clip, "a fox | blurry:-0.3", seeds=[6], **options)
+    a = generate_tensor("a fox | blurry:-0.3", tiny_clip, seeds=[5], **options)
+    b = generate_tensor("a fox | blurry:-0.3", tiny_clip, seeds=[5], **options)
+    c = generate_tensor("a fox | blurry:-0.3", tiny_clip, seeds=[6], **options)
     assert torch.equal(a.images, b.images) and a.history == b.history
     assert not torch.equal(a.images, c.images)

@@ -8,7 +8,9 @@ from PIL import Image
 
 from clipag_plugin.cli import main as clipag_main
 from clipag_plugin.cli.compare import parse_setting
+from clipag_plugin.synthesis.presets import PRESETS
 
+PRESET_PARAM = PRESETS["mini"].as_dict().get("param", "pixels")
 FAST = ["--steps", "3", "--views", "1", "--crops", "1", "--init", "noise", "--quiet"]
 
 
@@ -155,11 +157,12 @@ def test_generate_nan_saves_best_and_exits_1(tiny_model_dir, tmp_path, capsys, m
 
     from clipag_plugin.guidance.prompts import Prompt
     from clipag_plugin.synthesis import api
-    from clipag_plugin.synthesis.loop import GenerationResult
+    from clipag_plugin.synthesis.loop import GenerateConfig, GenerationResult
 
     def fake_generate(*args, **kwargs):
         return GenerationResult(torch.full((1, 3, 8, 8), 0.5), torch.tensor([0.9]), torch.tensor([0.1]),
-                                torch.tensor([2]), seeds=[0], models=["m"], prompts=[Prompt("a")], nan_step=3)
+                                torch.tensor([2]), seeds=[0], models=["m"], prompts=[Prompt("a")], nan_step=3,
+                                config=GenerateConfig())
 
     monkeypatch.setattr(api, "generate_tensor", fake_generate)
     out = tmp_path / "n.png"
@@ -174,3 +177,85 @@ def test_generate_without_any_default_model(tmp_path, capsys, monkeypatch, offli
     rc = clipag_main(["generate", "a", "--out", str(tmp_path / "x.png"), *FAST])
     err = capsys.readouterr().err
     assert rc == 2 and "No default model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_generate_param_levels_and_preset_reach_the_json(tiny_model_dir, tmp_path):
+    out = tmp_path / "m.png"
+    rc = clipag_main(["generate", "a fox", "--model", str(tiny_model_dir), "--out", str(out), "--param", "multires",
+                      "--levels", "1", "4", "32", "--preset", "mini", "--steps", "2", "--init", "gray", "--quiet"])
+    assert rc == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["preset"] == "mini" and summary["config"]["param"] == "multires"
+    assert summary["config"]["levels"] == [1, 4, 32] and summary["config"]["optimizer"] == "l2"
+    assert set(summary["explicit"]) == {"param", "levels", "steps", "init"}
+
+
+def test_generate_multires_default_levels_are_resolved_in_the_json(tiny_model_dir, tmp_path):
+    out = tmp_path / "d.png"
+    rc = clipag_main(["generate", "a fox", "--model", str(tiny_model_dir), "--out", str(out), "--param", "multires",
+                      "--steps", "1", "--init", "gray", "--views", "1", "--crops", "0", "--quiet"])
+    assert rc == 0
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["levels"] == [1, 2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--param", "wavelets"], "invalid choice: 'wavelets' (choose from 'pixels', 'multires')"),
+        (["--preset", "fast"], "invalid choice: 'fast' (choose from 'auto', 'none', 'notebook', 'mini')"),
+    ],
+)
+def test_generate_unknown_param_or_preset_lists_the_choices(tiny_model_dir, tmp_path, capsys, args, match):
+    with pytest.raises(SystemExit) as exit_:
+        clipag_main(["generate", "a fox", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x.png"),
+                     *FAST, *args])
+    assert exit_.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_generate_levels_that_do_not_fit_are_one_line(tiny_model_dir, tmp_path, capsys):
+    rc = clipag_main(["generate", "a fox", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x.png"),
+                      *FAST, "--param", "multires", "--levels", "1", "64"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "levels 64 do not fit a 32 px image" in err and len(err.splitlines()) == 1
+
+
+def test_generate_off_a_terminal_logs_status_lines_not_bars(tiny_model_dir, tmp_path, capsys):
+    rc = clipag_main(["generate", "a fox", "--model", str(tiny_model_dir), "--out", str(tmp_path / "s.png"),
+                      "--steps", "50", "--views", "1", "--crops", "0", "--init", "gray"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "\r" not in err  # no progress bar redraws in a log
+    status = [line for line in err.splitlines() if "step " in line]
+    assert [line.split("step ")[1].split(",")[0] for line in status] == ["25/50", "50/50"]
+    rc = clipag_main(["generate", "a fox", "--model", str(tiny_model_dir), "--out", str(tmp_path / "q.png"),
+                      "--steps", "50", "--views", "1", "--crops", "0", "--init", "gray", "--quiet"])
+    assert rc == 0 and capsys.readouterr().err == ""
+
+
+def test_compare_applies_each_model_preset_and_records_it(tmp_path, capsys):
+    out = tmp_path / "c.png"
+    rc = clipag_main(["compare", "a red circle on the left, blue background", "--models", "mini-vanilla", "mini",
+                      "--steps", "2", "--judge", "--out", str(out), "--quiet", "--device", "cpu",
+                      "--settings", "default", "param=pixels,levels=none"])
+    assert rc == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    columns = summary["columns"]
+    assert [c["preset"] for c in columns] == ["mini"] * 4
+    assert [c["config"]["param"] for c in columns] == [PRESET_PARAM, "pixels"] * 2
+    assert all(c["config"]["steps"] == 2 for c in columns)
+    assert "all" in capsys.readouterr().out
+
+
+def test_demo_writes_a_judged_grid_of_both_mini_models(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    rc = clipag_main(["demo", "--prompts", "1", "--out", str(out), "--quiet"])
+    assert rc == 0 and Image.open(out).size[0] > 2 * 128
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert [c["model"] for c in summary["columns"]] == ["mini-vanilla", "mini"]
+    assert all(c["preset"] == "mini" and "colour+shape" in c["judge"] for c in summary["columns"])
+    printed = capsys.readouterr().out
+    assert "mini-vanilla" in printed and "colour+shape" in printed
+
+
+def test_demo_rejects_a_caption_outside_the_world(tmp_path, capsys):
+    rc = clipag_main(["demo", "--prompt", "a watercolor of a fox", "--out", str(tmp_path / "d.png"), "--quiet"])
+    assert rc == 2 and "mini-world captions" in capsys.readouterr().err
