@@ -1,13 +1,15 @@
 """Judge the project's generator on the mini world: vanilla vs robust, per attribute.
 
-    python benchmarks/pag_generate.py --prompts 60 \
-        --settings "views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none" \
-        "views=1,crops=0,augment=false"
+    python benchmarks/pag_generate.py --prompts 60                       # the mini preset as it is
+    python benchmarks/pag_generate.py --prompts 60 --settings default "param=pixels" "optimizer=adamw,lr=0.05"
 
-Prompts: the first N of ``mini.pag.seeded_prompts(N, seed=2024)`` (``--prompt-seed`` for another set); seed ``i`` for prompt ``i``;
-the ``miniworld`` Gaussian prior with best-of-``--candidates`` starts. ``--steps 0`` judges the
-selected start as it is (one step at lr 1e-9). Each ``--settings`` entry is ``clipag compare``'s
-``name=value,...`` syntax over :class:`GenerateConfig`. Results: docs/mini-world.md.
+Prompts: the first N of ``mini.pag.seeded_prompts(N, seed=2024)`` (``--prompt-seed`` for another
+set, ``--skip K`` to leave out the first K); seed ``i`` for prompt ``i``. Each ``--settings``
+entry is ``clipag compare``'s ``name=value,...`` syntax over the ``--preset`` (default: ``mini``,
+the preset both mini models declare); ``default`` is the preset as it is. ``--steps 0`` judges the
+selected start alone. The start of a (model, prompt, seed) is computed once and reused by every
+setting that draws it the same way. Printed per row: the judge's accuracies, its mean confidence
+and the high-frequency energy of the pictures (cleanliness), and a markdown table row.
 """
 
 from __future__ import annotations
@@ -23,8 +25,23 @@ import clipag
 from clipag_plugin.cli.compare import parse_setting
 from clipag_plugin.mini import judge as J
 from clipag_plugin.mini import pag
+from clipag_plugin.synthesis import api
 from clipag_plugin.synthesis.api import generate_tensor
-from clipag_plugin.synthesis.loop import GenerateConfig
+from clipag_plugin.synthesis.presets import resolve_config
+
+
+def _memoize_starts() -> None:
+    """Reuse a start across settings: same model, prompt, seed and init options give the same image."""
+    original, cache = api.make_init, {}
+
+    def make_init(guides, config, size, seed):
+        key = (tuple(id(g.model) for g in guides), tuple(g.texts.sum().item() for g in guides), config.init,
+               config.init_image, config.gmm_path, config.gmm_candidates, config.distance, size, seed)
+        if key not in cache:
+            cache[key] = original(guides, config, size, seed)
+        return cache[key].clone()
+
+    api.make_init = make_init
 
 
 def main() -> None:
@@ -33,9 +50,12 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0,
                         help="leave out the first K prompts of the seeded draw (--prompts 60 --skip 60: prompts 61-120)")
     parser.add_argument("--models", nargs="+", default=["mini-vanilla", "mini"], help="names or folders")
-    parser.add_argument("--settings", nargs="+", default=["views=1,crops=0,augment=false,optimizer=l2,lr=1,threshold=none"])
-    parser.add_argument("--steps", default="100", help="comma-separated step counts (0: the start alone)")
-    parser.add_argument("--candidates", type=int, default=100, help="GMM candidates per start")
+    parser.add_argument("--settings", nargs="+", default=["default"],
+                        help="settings over the preset, each 'name=value,...' ('default': the preset as it is)")
+    parser.add_argument("--preset", default="mini", help="the settings below --settings (default: mini)")
+    parser.add_argument("--steps", default=None,
+                        help="comma-separated step counts (default: the setting's; 0: the start alone)")
+    parser.add_argument("--candidates", type=int, default=None, help="GMM candidates per start (default: the setting's)")
     parser.add_argument("--prompt-seed", type=int, default=2024,
                         help="seed of the prompt set (2024: the headline's; 7: the second set of docs/mini-world.md)")
     parser.add_argument("--threads", type=int, default=1)
@@ -50,13 +70,18 @@ def main() -> None:
     prompts, _ = pag.seeded_prompts(args.skip + args.prompts, seed=args.prompt_seed)
     prompts = prompts[args.skip:]
     judge = J.load_judge()
+    _memoize_starts()
+    base, _ = resolve_config([], args.preset)
+    if args.candidates is not None:
+        base = dataclasses.replace(base, gmm_candidates=args.candidates)
     for name in args.models:
         model, _ = clipag.load(name, device="cpu")
         for k, spec in enumerate(args.settings):
-            for steps in (int(s) for s in args.steps.split(",")):
-                base = GenerateConfig(gmm_path="miniworld", gmm_candidates=args.candidates)
-                cfg = dataclasses.replace(base, **parse_setting(spec))
-                cfg = dataclasses.replace(cfg, steps=max(steps, 1), lr=cfg.lr if steps else 1e-9)
+            setting = dataclasses.replace(base, **parse_setting(spec))
+            step_list = [int(s) for s in args.steps.split(",")] if args.steps else [setting.steps]
+            for steps in step_list:
+                # steps 0: one step of a negligible length, so the kept image is the start
+                cfg = dataclasses.replace(setting, steps=max(steps, 1), lr=setting.lr if steps else 1e-9)
                 start = time.time()
                 images = torch.cat([
                     generate_tensor(p, model, seeds=[i], device="cpu", progress=False, config=cfg).images
@@ -66,6 +91,9 @@ def main() -> None:
                 scores["confidence"] = round(J.confidence(images, prompts, judge), 3)
                 scores["hf"] = round(pag.high_frequency_energy(images), 4)
                 print(f"{name} | {spec} | steps {steps} | {scores} | {time.time() - start:.0f}s", flush=True)
+                print(f"| {name} | {spec} | {steps} | {scores['colour+shape']:.2f} | {scores['all']:.2f} | "
+                      f"{scores['colour']:.2f} | {scores['shape']:.2f} | {scores['confidence']:.2f} | "
+                      f"{scores['hf'] * 1000:.1f} |", flush=True)
                 if args.confusions:
                     for attribute, counts in J.confusions(images, prompts, judge).items():
                         if attribute in ("colour", "shape"):

@@ -2,7 +2,8 @@
 
 Columns are (model, setting) pairs, rows are (prompt, seed) pairs. ``--judge`` scores every
 column with the mini world's judge (prompts must be mini-world captions). A setting is a comma-separated list of
-``GenerateConfig`` fields, e.g. ``"views=1,crops=0,augment=false"`` (``default`` = the recipe).
+``GenerateConfig`` fields, e.g. ``"views=1,crops=0,augment=false"``, applied over each model's preset and the
+flags given (``default``: nothing more).
 """
 
 from __future__ import annotations
@@ -120,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clipag compare",
         description="Generate the same prompt with several models and/or settings; write one labelled grid.",
-        epilog='Example: clipag compare "a red barn" --models openai-ViT-B/32 ViT-B/32 '
-               '--settings default "views=1,crops=0,augment=false" --out grid.png',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               '  clipag compare "a red barn" --models openai-ViT-B/32 ViT-B/32 --out grid.png\n'
+               '  clipag compare "a blue cross at the top, red background" --models mini-vanilla mini --judge\n'
+               '  clipag compare "a fox" --models mini --settings default "param=pixels" "optimizer=adamw,lr=0.05"\n',
     )
     parser.add_argument("prompts", nargs="+", metavar="prompt", help="one or more prompts (one row each)")
     parser.add_argument("--models", nargs="+", default=None, help="models to compare (default: the default model)")
@@ -202,11 +206,13 @@ def _compare(args: argparse.Namespace) -> int:
                 held = [c for r in records for c in r["heldout_cosine"]]
                 label += f"\nheld-out {sum(held) / len(held):.3f}"
             if args.judge:
-                from clipag_plugin.mini.judge import score
+                from clipag_plugin.mini.judge import confidence, score
 
                 judged = [p for p in args.prompts for _ in args.seeds]
                 column["judge"] = score(torch.cat(images), judged)
-                label += f"\njudge colour+shape {column['judge']['colour+shape']:.2f}"
+                column["judge"]["confidence"] = confidence(torch.cat(images), judged)
+                label += (f"\njudge colour+shape {column['judge']['colour+shape']:.2f}"
+                          f"\njudge confidence {column['judge']['confidence']:.2f}")
             columns.append(cells)
             labels.append(label)
             summary.append(column)
@@ -228,7 +234,7 @@ def _short(prompt: str, width: int = 28) -> str:
 
 def _print_table(summary: Sequence[dict], judge: bool) -> None:
     """One line per column: mean cosine (and held-out cosine, judge accuracies when measured)."""
-    keys = ["colour", "shape", "position", "background", "colour+shape", "all"] if judge else []
+    keys = ["colour", "shape", "position", "background", "colour+shape", "all", "confidence"] if judge else []
     head = f"{'model':<16} {'setting':<28} {'cosine':>7}" + "".join(f" {k:>12}" for k in keys)
     print(head)
     print("-" * len(head))
@@ -238,7 +244,8 @@ def _print_table(summary: Sequence[dict], judge: bool) -> None:
         line += "".join(f" {col['judge'][k]:12.2f}" for k in keys)
         print(line)
     if judge:
-        print("judge: accuracy of the mini world's independent classifier on the generated images")
+        print("judge: accuracy of the mini world's independent classifier on the generated images; confidence: "
+              "its mean probability of the asked values (clean renders: about 1)")
 
 
 def main(argv: Optional[Sequence[str]] = None, command: str = "compare") -> int:

@@ -20,10 +20,20 @@ MODELS = ("mini-vanilla", "mini")
 
 
 def demo_prompts(n: int, seed: int = DEMO_PROMPT_SEED) -> list[str]:
-    """The first ``n`` captions of the demo's seeded draw of the 600 mini-world captions."""
+    """``n`` captions of a seeded draw of the 600 mini-world captions, the four shapes taking turns.
+
+    Shapes take turns (circle, square, triangle, cross, circle, ...) so that a short demo shows
+    every shape and no shape's share tilts the judged numbers; within a shape, captions come in
+    the order of the seeded draw.
+    """
+    from clipag_plugin.mini import world
     from clipag_plugin.mini.pag import seeded_prompts
 
-    return seeded_prompts(n, seed=seed)[0]
+    if not 1 <= n <= 600:
+        raise ValueError(f"--prompts {n}: choose between 1 and 600")
+    draw = seeded_prompts(600, seed=seed)[0]
+    by_shape = {shape: [c for c in draw if world.parse_caption(c)["shape"] == shape] for shape in world.SHAPES}
+    return [by_shape[world.SHAPES[i % len(world.SHAPES)]][i // len(world.SHAPES)] for i in range(n)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,11 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "augmentation off; writes a labelled grid scored by the mini world's judge (offline, CPU).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  clipag demo                                  # 8 prompts, clipag-demo.png + .json\n"
+               "  clipag demo                                  # 16 prompts, clipag-demo.png + .json\n"
                "  clipag demo --prompts 4 --out quick.png      # fewer prompts, faster\n"
                '  clipag demo --prompt "a red circle on the left, blue background"',
     )
-    parser.add_argument("--prompts", type=int, default=8, help="how many seeded mini-world captions (default 8)")
+    parser.add_argument("--prompts", type=int, default=16,
+                        help="how many seeded mini-world captions, the four shapes taking turns (default 16)")
     parser.add_argument("--prompt", dest="texts", nargs="+", default=None, metavar="CAPTION",
                         help="your own mini-world captions instead, e.g. 'a red circle on the left, blue background'")
     parser.add_argument("--prompt-seed", type=int, default=DEMO_PROMPT_SEED, help="seed of the caption draw")
@@ -53,10 +64,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from . import compare
 
     args = build_parser().parse_args(argv)
-    if args.texts is None and not 1 <= args.prompts <= 600:
-        print(f"clipag demo: error: --prompts {args.prompts}: choose between 1 and 600", file=sys.stderr)
+    try:
+        prompts = args.texts if args.texts is not None else demo_prompts(args.prompts, args.prompt_seed)
+    except ValueError as err:
+        print(f"clipag demo: error: {err}", file=sys.stderr)
         return 2
-    prompts = args.texts if args.texts is not None else demo_prompts(args.prompts, args.prompt_seed)
     forwarded = [*prompts, "--models", *MODELS, "--judge", "--out", args.out, "--seed", str(args.seed),
                  "--device", args.device, "--cell", "128"]
     if args.quiet:

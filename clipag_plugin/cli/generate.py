@@ -133,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clipag generate",
         description="Generator-free text-to-image: optimize pixels so a robust CLIP matches the prompt.",
-        epilog='Prompt syntax: "a red barn:1 | blurry:-0.3" (text:weight[:stop], negative weights push away).',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='prompt syntax: "a red barn:1 | blurry:-0.3" (text:weight[:stop], negative weights push away)\n\n'
+               "examples:\n"
+               '  clipag generate "a red circle on the left, blue background" --model mini --out circle.png\n'
+               '  clipag generate "a watercolor of a fox" --model ViT-B/32 --seed 0 1 2 --out fox.png\n'
+               '  clipag generate "a red barn" --param multires --views 1 --crops 0 --no-augment --preset none',
     )
     parser.add_argument("prompt", help="text prompt(s)")
     parser.add_argument("--model", nargs="+", default=None,

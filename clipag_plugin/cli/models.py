@@ -42,7 +42,11 @@ def _size(entry: ModelEntry) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="clipag models", description="List the models clipag.load accepts.")
+    parser = argparse.ArgumentParser(
+        prog="clipag models", description="List the models clipag.load accepts, their presets and what is cached.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  clipag models\n  clipag models --json\n  clipag models --download-root /data/clipag-cache",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--download-root", default=None, help="cache folder to check (as in clipag.load)")
     args = parser.parse_args(argv)

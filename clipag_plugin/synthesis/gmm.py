@@ -74,8 +74,11 @@ class GaussianMixture:
         rank = self.factors.shape[-1]
         z = torch.randn((n, rank), generator=generator)
         e = torch.randn((n, d), generator=generator)
-        factors = self.factors.float()[comp]  # (n, D, R)
-        x = self.means.float()[comp] + torch.einsum("ndr,nr->nd", factors, z) + self.residual.float()[comp, None] * e
+        x = self.means.float()[comp] + self.residual.float()[comp, None] * e
+        factors = self.factors.float()
+        for c in comp.unique().tolist():  # one matrix product per component, not a (n, D, R) gather
+            rows = (comp == c).nonzero().squeeze(1)
+            x[rows] += z[rows] @ factors[c].T
         r = self.resolution
         return x.clamp(0, 1).view(n, 3, r, r), comp
 

@@ -19,14 +19,17 @@ NOTEBOOK_CANDIDATES = 1000  # the CLIPAG notebook draws 1000 GMM samples and kee
 def auto_candidates(steps: int, images_per_step: int, device_type: str) -> int:
     """How many GMM candidates to score when none is asked for.
 
-    On CUDA the notebook's 1000 (scoring is batched, forward-only, cheap next to 100 batch-1
-    steps). Elsewhere the cost is linear in the images encoded, so at most one forward pass per
-    image the steps encode (``steps * images_per_step``; a step also pays the backward pass, so
-    the init costs at most about a third of the steps), and at least 16.
+    Scoring a candidate is one forward pass; a step is a forward and a backward pass (about three
+    forwards) over ``images_per_step`` images. On CUDA the steps of one image are bound by kernel
+    launches while candidates are scored in large batches, so the notebook's 1000 cost less than
+    the steps. Elsewhere the cost is linear in the images encoded, so no more candidates than
+    ``3 * steps * images_per_step`` (the init then costs at most about as much as the steps;
+    measured on a 2-core CPU with the mini model: a batched forward costs 1/4 of a batch-1 step),
+    between 16 and 1000.
     """
     if device_type == "cuda":
         return NOTEBOOK_CANDIDATES
-    return max(16, min(NOTEBOOK_CANDIDATES, steps * images_per_step))
+    return max(16, min(NOTEBOOK_CANDIDATES, 3 * steps * images_per_step))
 
 
 def noise_init(size: int, generator: torch.Generator) -> torch.Tensor:

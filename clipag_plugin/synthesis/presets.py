@@ -88,7 +88,8 @@ PRESETS: dict[str, GenerationPreset] = {
         ),
         GenerationPreset(
             "mini",
-            "the mini world: multi-resolution image, fixed-length L2 steps, one un-augmented view, world GMM",
+            "the mini world: multi-resolution image, fixed-length L2 steps, one un-augmented view, "
+            "best of 1000 world-GMM starts",
             (
                 ("param", "multires"),
                 ("optimizer", "l2"),
@@ -98,7 +99,8 @@ PRESETS: dict[str, GenerationPreset] = {
                 ("augment", False),
                 ("threshold", None),
                 ("gmm_path", "miniworld"),
-                ("gmm_candidates", 100),
+                ("gmm_candidates", 1000),
+                ("steps", 150),
             ),
         ),
     )

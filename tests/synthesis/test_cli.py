@@ -234,7 +234,7 @@ def test_generate_off_a_terminal_logs_status_lines_not_bars(tiny_model_dir, tmp_
 def test_compare_applies_each_model_preset_and_records_it(tmp_path, capsys):
     out = tmp_path / "c.png"
     rc = clipag_main(["compare", "a red circle on the left, blue background", "--models", "mini-vanilla", "mini",
-                      "--steps", "2", "--judge", "--out", str(out), "--quiet", "--device", "cpu",
+                      "--steps", "2", "--candidates", "16", "--judge", "--out", str(out), "--quiet", "--device", "cpu",
                       "--settings", "default", "param=pixels,levels=none"])
     assert rc == 0
     summary = json.loads(out.with_suffix(".json").read_text())
@@ -259,3 +259,15 @@ def test_demo_writes_a_judged_grid_of_both_mini_models(tmp_path, capsys):
 def test_demo_rejects_a_caption_outside_the_world(tmp_path, capsys):
     rc = clipag_main(["demo", "--prompt", "a watercolor of a fox", "--out", str(tmp_path / "d.png"), "--quiet"])
     assert rc == 2 and "mini-world captions" in capsys.readouterr().err
+
+
+def test_demo_prompts_let_the_four_shapes_take_turns():
+    from clipag_plugin.cli.demo import demo_prompts
+    from clipag_plugin.mini import world
+
+    prompts = demo_prompts(8)
+    shapes = [world.parse_caption(p)["shape"] for p in prompts]
+    assert shapes == list(world.SHAPES) * 2 and len(set(prompts)) == 8
+    assert demo_prompts(8) == prompts and demo_prompts(8, seed=1) != prompts
+    with pytest.raises(ValueError, match="between 1 and 600"):
+        demo_prompts(0)

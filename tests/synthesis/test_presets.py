@@ -41,7 +41,7 @@ def test_model_preset_fills_what_was_not_given():
     assert preset.name == "mini"
     for key, value in MINI.items():
         assert getattr(config, key) == value
-    assert config.steps == DEFAULTS.steps  # not in the preset: the global default
+    assert config.weight_decay == DEFAULTS.weight_decay  # not in the preset: the global default
 
 
 def test_explicit_options_win_over_the_preset():
@@ -93,17 +93,17 @@ def test_unknown_explicit_option_is_an_error():
 def test_auto_candidates_never_cost_more_than_the_steps():
     assert auto_candidates(100, 64, "cuda") == 1000  # the notebook's count where scoring is cheap
     assert auto_candidates(100, 64, "cpu") == 1000
-    assert auto_candidates(100, 1, "cpu") == 100  # plain steps: one forward per step's image
+    assert auto_candidates(100, 1, "cpu") == 300  # plain steps: a forward and a backward per step
     assert auto_candidates(2, 1, "cpu") == 16
 
 
 def test_generate_applies_and_reports_the_model_preset(caplog):
     with caplog.at_level(logging.INFO, logger="clipag_plugin"):
-        result = api.generate_tensor("a red circle on the left, blue background", "mini", steps=2, progress=False,
-                                     device="cpu")
-    assert result.preset == "mini" and result.config.steps == 2
+        result = api.generate_tensor("a red circle on the left, blue background", "mini", steps=2, gmm_candidates=16,
+                                     progress=False, device="cpu")
+    assert result.preset == "mini" and result.config.steps == 2 and result.config.gmm_candidates == 16
     for key, value in MINI.items():
-        if key != "levels":
+        if key not in ("levels", "steps", "gmm_candidates"):
             assert getattr(result.config, key) == value
     assert "preset mini" in caplog.text
 
