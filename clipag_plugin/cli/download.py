@@ -30,8 +30,11 @@ def _fetch(name: str, download_root: Optional[str]) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="clipag download", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="clipag download", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  clipag download ViT-B/32\n  clipag download fare4-ViT-L/14 vgg19\n"
+               "  clipag download ViT-B/32 --download-root /data/clipag-cache",
+    )
     parser.add_argument("names", nargs="+", help="CLIP names, hf-hub:org/repo, vgg19, or a VQGAN name")
     parser.add_argument("--download-root", default=None, help="cache folder (as clipag.load's download_root)")
     args = parser.parse_args(argv)

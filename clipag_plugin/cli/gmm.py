@@ -11,7 +11,13 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipag gmm", description="Gaussian priors for `clipag generate --init gmm`.")
+    parser = argparse.ArgumentParser(
+        prog="clipag gmm", description="Gaussian priors for `clipag generate --init gmm`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  clipag gmm fit tiny-imagenet-200/train --out tin.npz\n"
+               "  clipag gmm fit ~/pictures --by image --rank 32 --out mine.npz\n"
+               "  clipag gmm sample --gmm miniworld --out samples.png",
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     fit = sub.add_parser("fit", help="fit one Gaussian per class on an image folder")
     fit.add_argument("folder", help="images; each subfolder is a class (or every image with --by image)")

@@ -369,7 +369,8 @@ def generate_tensor(
     items = list(model) if isinstance(model, list) else [model]
     cfg, chosen = resolve_config(items, NONE if config is not None else preset, options, base=config)
     if chosen is not None:
-        logger.info("preset %s", chosen.summary())
+        given = f"; given, and winning: {', '.join(f'{k}={v}' for k, v in options.items())}" if options else ""
+        logger.info("preset %s%s", chosen.summary(), given)
     guides = load_guides(model, prompts, device, cfg.truncate)
     size = cfg.size or int(guides[0].model.visual.input_resolution)
     _check_size(size, guides)
