@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .generate import add_generation_options, config_from_args, explicit_options, run_cli, setup_logging
+from .generate import add_generation_options, explicit_options, run_cli, setup_logging
 
 __all__ = ["main", "parse_setting", "make_grid"]
 
@@ -148,18 +148,16 @@ def _compare(args: argparse.Namespace) -> int:
 
     from clipag_plugin.synthesis.api import generate_tensor
     from clipag_plugin.synthesis.frames import check_writable
+    from clipag_plugin.synthesis.loop import GenerateConfig
 
     from .generate import resolve_models
 
     setup_logging(args.quiet)
     out = check_writable(args.out)
     base = explicit_options(args)
-    config_from_args(args)  # bad values fail here, before any model is loaded
-    configs = []
-    for spec in args.settings:
-        options = {**base, **parse_setting(spec)}
-        dataclasses.replace(config_from_args(args), **options)  # validate each setting up front
-        configs.append((spec, options))
+    configs = [(spec, {**base, **parse_setting(spec)}) for spec in args.settings]
+    for _, options in configs:
+        GenerateConfig(**options)  # bad values fail here, before any model is loaded
     models, note = resolve_models(args.models)
     if note:
         print(f"clipag compare: {note}", file=sys.stderr)
@@ -180,11 +178,9 @@ def _compare(args: argparse.Namespace) -> int:
     for model in models:
         for spec, options in configs:
             cells, images, cosines, records = [], [], [], []
-            resolved = None
             for prompt in args.prompts:
                 result = generate_tensor(prompt, model, seeds=args.seeds, device=args.device,
                                          progress=False if args.quiet else None, preset=args.preset, **options)
-                resolved = result
                 cells += result.to_pil()
                 images.append(result.images.detach().float().cpu())
                 cosines += [float(c) for c in result.cosine]
@@ -197,11 +193,11 @@ def _compare(args: argparse.Namespace) -> int:
                                                               truncate=result.config.truncate).tolist()
                 records.append(record)
             name = Path(model).name if Path(model).exists() else model
-            preset = resolved.preset or "none"
-            shown = spec if spec not in {"", "default"} else f"preset {preset}"
+            # every prompt of a column resolves to the same settings: the last result speaks for them
+            shown = spec if spec not in {"", "default"} else f"preset {result.preset or 'none'}"
             label = f"{name}\n{shown}\nmean cos {sum(cosines) / len(cosines):.3f}"
-            column = {"model": model, "setting": spec, "preset": resolved.preset,
-                      "config": dataclasses.asdict(resolved.config), "runs": records}
+            column = {"model": model, "setting": spec, "preset": result.preset,
+                      "config": dataclasses.asdict(result.config), "runs": records}
             if heldout is not None:
                 held = [c for r in records for c in r["heldout_cosine"]]
                 label += f"\nheld-out {sum(held) / len(held):.3f}"
