@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from .generate import add_generation_options, explicit_options, run_cli, setup_logging
 
-__all__ = ["main", "parse_setting", "make_grid"]
+__all__ = ["main", "parse_setting", "make_grid", "make_across_grid"]
 
 
 def _coerce(field: dataclasses.Field, raw: str) -> Any:
@@ -96,6 +96,50 @@ def make_grid(cells: Sequence[Sequence], col_labels: Sequence[str], row_labels: 
     return grid
 
 
+def make_across_grid(
+    columns: Sequence[Sequence], col_labels: Sequence[str], row_labels: Sequence[str], per_row: int, cell: int = 224
+):
+    """PIL grid with prompts across and models down: ``columns[m][p]`` is model ``m``'s picture for prompt ``p``.
+
+    Prompts are laid out ``per_row`` to a block, each block with one row per model (labelled on the
+    left with ``col_labels[m]``) under the prompts' captions (``row_labels[p]``, wrapped to the
+    cell's width). Wide rather than tall: what a README or a slide shows best.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if per_row < 1:
+        raise ValueError(f"per_row={per_row}: need at least one prompt per row")
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad, line_h = 4, 12
+    n_prompts = len(row_labels)
+    per_row = min(per_row, n_prompts)
+    blocks = [list(range(start, min(start + per_row, n_prompts))) for start in range(0, n_prompts, per_row)]
+    model_lines = [label.split("\n") for label in col_labels]
+    left = int(max(measure.textlength(line, font=font) for lines in model_lines for line in lines)) + 3 * pad
+    captions = [_wrap(label, measure, font, cell) for label in row_labels]
+    caption_h = [pad + line_h * max(len(captions[p]) for p in block) for block in blocks]
+    block_h = [h + len(columns) * (cell + pad) + pad for h in caption_h]
+    grid = Image.new("RGB", (left + per_row * (cell + pad) + pad, sum(block_h)), "white")
+    draw = ImageDraw.Draw(grid)
+    y = 0
+    for block, head, height in zip(blocks, caption_h, block_h):
+        for i, p in enumerate(block):
+            for k, line in enumerate(captions[p]):
+                draw.text((left + i * (cell + pad), y + pad + line_h * k), line, fill="black", font=font)
+        for m, lines in enumerate(model_lines):
+            top = y + head + m * (cell + pad)
+            for k, line in enumerate(lines):
+                draw.text((pad, top + pad + line_h * k), line, fill="black", font=font)
+            for i, p in enumerate(block):
+                image = columns[m][p]
+                tile = image.convert("RGB").resize(
+                    (cell, cell), Image.NEAREST if image.width < cell else Image.LANCZOS)
+                grid.paste(tile, (left + i * (cell + pad), top))
+        y += height
+    return grid
+
+
 def _wrap(text: str, draw, font, width: int) -> list[str]:
     """Lines of ``text`` that fit ``width`` pixels: split at newlines, then words, then characters."""
     lines: list[str] = []
@@ -134,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "below (default: 'default', the preset as it is)")
     parser.add_argument("--out", default="compare.png", help="grid image (a .json summary is written beside it)")
     parser.add_argument("--cell", type=int, default=224, help="side of one tile in the grid, pixels")
+    parser.add_argument("--across", type=int, default=0, metavar="N",
+                        help="lay prompts across (N per row, one row per model/setting) instead of one row per "
+                             "prompt; wide pictures for slides and READMEs (default 0: prompts down)")
     parser.add_argument("--heldout", default=None, metavar="MODEL",
                         help="also score every result with this CLIP (one none of the runs optimized against)")
     parser.add_argument("--judge", action="store_true",
@@ -212,9 +259,13 @@ def _compare(args: argparse.Namespace) -> int:
             columns.append(cells)
             labels.append(label)
             summary.append(column)
-    rows = [[col[r] for col in columns] for r in range(len(columns[0]))]
-    row_labels = [f"{_short(p, 48)} (seed {s})" for p in args.prompts for s in args.seeds]
-    make_grid(rows, labels, row_labels, args.cell).save(out)
+    if args.across:
+        captions = [p if len(args.seeds) == 1 else f"{p} (seed {s})" for p in args.prompts for s in args.seeds]
+        make_across_grid(columns, labels, captions, args.across, args.cell).save(out)
+    else:
+        rows = [[col[r] for col in columns] for r in range(len(columns[0]))]
+        row_labels = [f"{_short(p, 48)} (seed {s})" for p in args.prompts for s in args.seeds]
+        make_grid(rows, labels, row_labels, args.cell).save(out)
     Path(out).with_suffix(".json").write_text(json.dumps(
         {"prompts": args.prompts, "seeds": args.seeds, "heldout": args.heldout, "preset": args.preset,
          "explicit": base, "columns": summary},

@@ -70,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"clipag demo: error: {err}", file=sys.stderr)
         return 2
     forwarded = [*prompts, "--models", *MODELS, "--judge", "--out", args.out, "--seed", str(args.seed),
-                 "--device", args.device, "--cell", "128"]
+                 "--device", args.device, "--cell", "128", "--across", "8"]
     if args.quiet:
         forwarded.append("--quiet")
     return compare.main(forwarded, command="demo")

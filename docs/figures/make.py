@@ -3,7 +3,8 @@
     python docs/figures/make.py            # writes docs/demo.png (and docs/demo.json)
 
 ``docs/demo.png``: ``clipag demo`` as it runs after install: ``mini-vanilla`` and ``mini`` paint the
-same eight mini-world captions with their shared preset (every augmentation off), judged.
+same 16 mini-world captions with their shared preset (every augmentation off), judged; prompts
+across, one row per model.
 """
 
 from __future__ import annotations

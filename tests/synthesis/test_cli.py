@@ -248,7 +248,8 @@ def test_compare_applies_each_model_preset_and_records_it(tmp_path, capsys):
 def test_demo_writes_a_judged_grid_of_both_mini_models(tmp_path, capsys):
     out = tmp_path / "demo.png"
     rc = clipag_main(["demo", "--prompts", "1", "--out", str(out), "--quiet"])
-    assert rc == 0 and Image.open(out).size[0] > 2 * 128
+    width, height = Image.open(out).size
+    assert rc == 0 and width > 128 and height > 2 * 128  # prompts across, one row per model
     summary = json.loads(out.with_suffix(".json").read_text())
     assert [c["model"] for c in summary["columns"]] == ["mini-vanilla", "mini"]
     assert all(c["preset"] == "mini" and "colour+shape" in c["judge"] for c in summary["columns"])
@@ -271,3 +272,29 @@ def test_demo_prompts_let_the_four_shapes_take_turns():
     assert demo_prompts(8) == prompts and demo_prompts(8, seed=1) != prompts
     with pytest.raises(ValueError, match="between 1 and 600"):
         demo_prompts(0)
+
+
+def test_across_grid_puts_each_models_picture_under_its_prompt():
+    from clipag_plugin.cli.compare import make_across_grid
+
+    colours = {(m, p): (40 * m + 20, 60 * p + 10, 200) for m in range(2) for p in range(3)}
+    columns = [[Image.new("RGB", (8, 8), colours[m, p]) for p in range(3)] for m in range(2)]
+    cell = 32
+    grid = make_across_grid(columns, ["vanilla\nscore 0.1", "robust"], ["first", "second", "third"], per_row=2, cell=cell)
+    pixels = grid.load()
+    # two blocks (prompts 0-1, then 2), each with a caption line and one row per model
+    width, height = grid.size
+    assert width < 3 * (cell + 4) + 200 and height > 4 * cell
+    found = {}
+    for y in range(height):
+        for x in range(width):
+            for key, colour in colours.items():
+                if pixels[x, y] == colour and key not in found:
+                    found[key] = (x, y)
+    assert set(found) == set(colours)
+    # same prompt: same column, robust below vanilla; prompt 2 starts a second block below the first
+    assert found[0, 0][0] == found[1, 0][0] and found[1, 0][1] > found[0, 0][1]
+    assert found[0, 1][0] > found[0, 0][0] and found[0, 1][1] == found[0, 0][1]
+    assert found[0, 2][0] == found[0, 0][0] and found[0, 2][1] > found[1, 0][1]
+    with pytest.raises(ValueError, match="per_row"):
+        make_across_grid(columns, ["a", "b"], ["x", "y", "z"], per_row=0)
