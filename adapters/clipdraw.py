@@ -87,6 +87,9 @@ def patch(
         notebook: also neutralize torchvision's ``RandomPerspective``/``RandomResizedCrop`` when
             ``augment`` is ``False`` (for the original notebook, which builds those itself).
         fallback: model loaded when ``model``'s weights are not available offline.
+
+    Returns:
+        The :class:`Patcher`; ``patcher.restore()`` (or leaving the ``with`` block) undoes everything.
     """
     module = _app_module(app)
     patcher = Patcher()

@@ -44,7 +44,14 @@ _ALIASES = {"none": "full", "no-warp": "a", "no-reject": "b", "global-only": "c"
 
 
 def tricks_for(level: str) -> PatchTricks:
-    """The switches of a level name (or alias: none, no-warp, no-reject, global-only)."""
+    """The switches of a level name (or alias: none, no-warp, no-reject, global-only).
+
+    Args:
+        level: ``"full"``, ``"a"``, ``"b"``, ``"c"`` or an alias.
+
+    Returns:
+        The :class:`PatchTricks` of that level.
+    """
     key = _ALIASES.get(str(level).lower(), str(level).lower())
     try:
         return LEVELS[key]
@@ -99,6 +106,9 @@ def patch(
         original: also prepare the original ``train_CLIPstyler.py``: with the warp off (levels
             a-c), ``torchvision.transforms.RandomPerspective`` becomes a no-op. Call before the
             script runs.
+
+    Returns:
+        The :class:`Patcher`; ``patcher.restore()`` (or leaving the ``with`` block) undoes everything.
     """
     tricks = None if level is None else tricks_for(level)
     patcher = Patcher()

@@ -51,6 +51,12 @@ def ensure_clip_attributes(model: torch.nn.Module) -> torch.nn.Module:
 
     clipag models already have both; an open_clip model gets them from ``visual.image_size``
     and from encoding one blank text. Raises ``AttributeError`` when neither can be found.
+
+    Args:
+        model: a CLIP model (clipag's or open_clip's).
+
+    Returns:
+        ``model``, with the two attributes set.
     """
     visual = model.visual
     if getattr(visual, "input_resolution", None) is None:
@@ -70,7 +76,20 @@ def ensure_clip_attributes(model: torch.nn.Module) -> torch.nn.Module:
 
 def switched_cutouts(mode: str, cut_size: int, cutn: int, cut_pow: float = 1.0, *, single_cutout: bool = True,
                      no_augment: bool = True, no_noise: bool = True) -> Cutouts:
-    """The cutouts the app asked for (``mode`` ...), with the chosen parts of the trick off."""
+    """The cutouts the app asked for (``mode`` ...), with the chosen parts of the trick off.
+
+    Args:
+        mode: the app's cutout method (``"original"``, ``"updated"``, ``"latest"``, ...).
+        cut_size: side of each cutout (the model's input resolution).
+        cutn: cutouts per step the app asked for.
+        cut_pow: the app's cutout size exponent.
+        single_cutout: one whole-image cutout instead of ``cutn``.
+        no_augment: no kornia augmentation.
+        no_noise: no per-cutout noise.
+
+    Returns:
+        A :class:`~clipag_plugin.guidance.cutouts.Cutouts`.
+    """
     augment = None if no_augment else DEFAULT_AUGMENT[mode]
     noise = 0.0 if no_noise else DEFAULT_NOISE[mode]
     return Cutouts(cut_size, cutn, cut_pow, mode="none" if single_cutout else mode, augment=augment, noise=noise)
@@ -109,6 +128,9 @@ def patch(
             name; clipag's ``"ViT-B/32"`` is the CLIPAG robust ViT-B/32).
         fallback: model used when the wanted weights are neither cached nor reachable.
         swap_clip, attributes, single_cutout, no_augment, no_noise: see the module docstring.
+
+    Returns:
+        The :class:`Patcher`; ``patcher.restore()`` (or leaving the ``with`` block) undoes everything.
     """
     patcher = Patcher()
     try:

@@ -40,6 +40,12 @@ def cache_root(download_root: Optional[str | os.PathLike] = None) -> Path:
 
     ``download_root`` wins, then ``$CLIPAG_CACHE``, then ``$XDG_CACHE_HOME/clipag``
     (``~/.cache/clipag``).
+
+    Args:
+        download_root: an explicit folder (``clipag.load``'s ``download_root``), or None.
+
+    Returns:
+        The cache folder (not created here).
     """
     if download_root is not None:
         return Path(download_root).expanduser()
@@ -50,7 +56,11 @@ def cache_root(download_root: Optional[str | os.PathLike] = None) -> Path:
 
 
 def is_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (as huggingface_hub reads it) or ``CLIPAG_OFFLINE`` is set."""
+    """True when ``HF_HUB_OFFLINE`` (as huggingface_hub reads it) or ``CLIPAG_OFFLINE`` is set.
+
+    Returns:
+        Whether downloads are switched off.
+    """
     from huggingface_hub import constants
 
     flag = os.environ.get("CLIPAG_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
@@ -58,7 +68,15 @@ def is_offline() -> bool:
 
 
 def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks.
+
+    Args:
+        path: the file.
+        chunk_size: bytes read at a time.
+
+    Returns:
+        The lowercase hex digest.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
@@ -79,6 +97,17 @@ def fetch_hub_file(
 
     With nothing cached and no way to download, raises :class:`OfflineError` naming ``what``,
     the repo, the file and ``fetch_hint`` (how to fetch it ahead of time).
+
+    Args:
+        repo_id: ``"org/repo"`` on the Hub.
+        filename: the file inside the repo.
+        revision: branch, tag or commit hash.
+        cache_dir: cache folder (default: the Hugging Face cache).
+        what: names the thing in messages, e.g. ``"Model 'fare4-ViT-L/14'"``.
+        fetch_hint: how to fetch the file ahead of time, quoted in the offline error.
+
+    Returns:
+        The path of the cached file.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -109,6 +138,15 @@ def fetch_hub_folder(
     Only the config and the one weights file are fetched. ``cache_dir`` defaults to the
     Hugging Face cache (``HF_HUB_CACHE``), so tokens, mirrors and offline mode behave as
     everywhere else in the Hub ecosystem.
+
+    Args:
+        src: the registry's :class:`~clipag_plugin.registry.HubFiles`.
+        name: the model name, for messages.
+        cache_dir: cache folder (default: the Hugging Face cache).
+        progress: show download progress bars.
+
+    Returns:
+        The snapshot folder holding the config and the weights.
     """
     paths = [
         fetch_hub_file(
@@ -170,6 +208,19 @@ def fetch_verified(
     A cached file that fails verification is downloaded again once; a download that fails
     verification is deleted and raises :class:`ChecksumError`. ``what`` names the thing in
     messages (e.g. ``"Model 'ViT-B/32'"``); ``fetch_hint`` says how to fetch it ahead of time.
+
+    Args:
+        url: where to download from.
+        target: the final path; the download goes to ``target + ".part"`` first.
+        what: names the thing in messages.
+        fetch_hint: how to fetch it ahead of time, quoted in errors.
+        size: expected size in bytes, or None.
+        sha256: expected hex digest, or None.
+        progress: show a progress bar.
+        transport: replaces the HTTP download (tests).
+
+    Returns:
+        ``target``, verified.
     """
     if target.is_file():
         if _verify(target, size, sha256) is None:
@@ -207,6 +258,16 @@ def fetch_url_file(
     """Download a registry ``UrlFile`` into the cache once, verified; return its path.
 
     When the record has no sha256 yet, only the size is verified (see ``docs/models.md``).
+
+    Args:
+        src: the registry's :class:`~clipag_plugin.registry.UrlFile`.
+        name: the model name, for messages.
+        download_root: cache folder (see :func:`cache_root`).
+        progress: show a progress bar.
+        transport: replaces the HTTP download (tests).
+
+    Returns:
+        The path of the verified file in the cache.
     """
     folder = cache_root(download_root)
     return fetch_verified(

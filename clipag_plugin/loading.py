@@ -31,12 +31,20 @@ _WEIGHT_NAMES = (
 
 
 def available_models() -> list[str]:
-    """Names ``load`` accepts (besides ``hf-hub:org/repo`` and local paths)."""
+    """Names ``load`` accepts (besides ``hf-hub:org/repo`` and local paths).
+
+    Returns:
+        The registry names, in table order.
+    """
     return list(REGISTRY)
 
 
 def default_device() -> str:
-    """cuda, then mps, then cpu."""
+    """cuda, then mps, then cpu.
+
+    Returns:
+        ``"cuda"``, ``"mps"`` or ``"cpu"``: the first one available.
+    """
     if torch.cuda.is_available():
         return "cuda"
     mps = getattr(torch.backends, "mps", None)
@@ -92,7 +100,15 @@ def _packaged_folder(src: PackagedFiles) -> Path:
 
 
 def resolve_files(name: str, download_root: Optional[str] = None) -> ResolvedFiles:
-    """Fetch (or find) and verify the files behind ``name``; build nothing."""
+    """Fetch (or find) and verify the files behind ``name``; build nothing.
+
+    Args:
+        name: a registry name, ``"hf-hub:org/repo[@revision]"`` or a local path.
+        download_root: cache folder (as :func:`load`'s).
+
+    Returns:
+        :class:`ResolvedFiles`: the weights file, the architecture and the preprocessing config.
+    """
     if name.startswith("hf-hub:"):
         repo, _, revision = name[len("hf-hub:") :].partition("@")
         if repo.count("/") != 1:
@@ -239,7 +255,16 @@ def load_or_fallback(
     """``load(name)``, or the embedded ``fallback`` model when ``name``'s weights are neither
     cached nor reachable (offline machine, no network). Says which one it used.
 
-    Returns ``(model, preprocess, used_name)``. Unknown names still raise ``KeyError``.
+    Unknown names still raise ``KeyError``.
+
+    Args:
+        name: as for :func:`load`.
+        device: as for :func:`load`.
+        fallback: the model to use when ``name`` is unavailable offline; None raises instead.
+        download_root: as for :func:`load`.
+
+    Returns:
+        ``(model, preprocess, used_name)``.
     """
     try:
         model, preprocess = load(name, device=device, download_root=download_root)

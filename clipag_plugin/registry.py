@@ -187,12 +187,23 @@ REGISTRY: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
 
 
 def model_names() -> list[str]:
-    """All registry names, in table order."""
+    """All registry names, in table order.
+
+    Returns:
+        Every name :func:`clipag.load` accepts besides ``hf-hub:`` repos and paths.
+    """
     return list(REGISTRY)
 
 
 def get_entry(name: str) -> ModelEntry:
-    """Look a name up; an unknown one raises a ``KeyError`` listing the valid names."""
+    """Look a name up; an unknown one raises a ``KeyError`` listing the valid names.
+
+    Args:
+        name: a registry name such as ``"ViT-B/32"`` or ``"mini"``.
+
+    Returns:
+        The frozen :class:`ModelEntry`.
+    """
     try:
         return REGISTRY[name]
     except KeyError:

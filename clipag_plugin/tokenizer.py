@@ -26,6 +26,14 @@ def tokenize(texts: Union[str, List[str]], context_length: int = 77, truncate: b
 
     Raises :class:`ContextLengthError` for a text that does not fit, unless ``truncate=True``
     (then the text is cut and still ends with the end-of-text token).
+
+    Args:
+        texts: one text or a list of texts.
+        context_length: tokens per row, start and end tokens included (77 for every CLIP here).
+        truncate: cut texts that do not fit instead of raising.
+
+    Returns:
+        ``(len(texts), context_length)`` int32 token ids, zero-padded.
     """
     if isinstance(texts, str):
         texts = [texts]

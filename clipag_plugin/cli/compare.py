@@ -123,7 +123,7 @@ def make_across_grid(
     grid = Image.new("RGB", (left + per_row * (cell + pad) + pad, sum(block_h)), "white")
     draw = ImageDraw.Draw(grid)
     y = 0
-    for block, head, height in zip(blocks, caption_h, block_h):
+    for block, head, height in zip(blocks, caption_h, block_h, strict=True):
         for i, p in enumerate(block):
             for k, line in enumerate(captions[p]):
                 draw.text((left + i * (cell + pad), y + pad + line_h * k), line, fill="black", font=font)

@@ -24,6 +24,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
     diffvg's CUDA kernels are the reference implementation; on CPU the PyTorch rasterizer is
     the faster of the two (see docs/benchmarks.md) and the only one that renders batches at once.
+
+    Args:
+        backend: ``"auto"``, ``"torch"`` or ``"diffvg"``.
+        device: where the scene's tensors live.
+
+    Returns:
+        ``"torch"`` or ``"diffvg"``; an explicit ``"diffvg"`` without pydiffvg raises ``ImportError``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -10,7 +10,12 @@ __all__ = ["cubic_point", "flatten_counts", "flatten_cubics"]
 def cubic_point(ctrl: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Points of cubic Beziers ``ctrl`` ``(..., 4, 2)`` at parameters ``t`` (broadcast to ``...``).
 
-    Returns ``(..., 2)``; differentiable in ``ctrl`` (and ``t``).
+    Args:
+        ctrl: ``(..., 4, 2)`` control points.
+        t: parameters in [0, 1].
+
+    Returns:
+        ``(..., 2)`` points; differentiable in ``ctrl`` (and ``t``).
     """
     t = t.unsqueeze(-1)
     s = 1.0 - t

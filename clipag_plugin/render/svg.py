@@ -32,6 +32,18 @@ def strokes_to_svg(
 
     ``background`` may be ``"white"``/``"black"``, a grey level, an RGB triple, or ``None`` for a
     transparent canvas (image backgrounds are not embedded).
+
+    Args:
+        points: ``(N, 2)`` control points of all paths, in pixels.
+        num_segments: cubic segments per path.
+        widths: ``(P,)`` half-widths (diffvg's convention).
+        colors: ``(P, 4)`` RGBA in [0, 1].
+        height: canvas height in pixels.
+        width: canvas width in pixels.
+        background: the canvas colour.
+
+    Returns:
+        The SVG document as text.
     """
     points = points.detach().cpu().double()
     widths = widths.detach().cpu().double().reshape(-1)

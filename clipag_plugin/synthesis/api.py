@@ -114,6 +114,13 @@ def default_model_choice(download_root: Optional[str] = None, check_network: boo
     """``(name, reason)`` of the default model: CLIPAG ViT-B/32 when cached or downloadable, else ``mini``.
 
     Raises ``FileNotFoundError`` when neither is usable.
+
+    Args:
+        download_root: cache folder to look in.
+        check_network: try reaching the Hub when nothing is cached (False: cache only).
+
+    Returns:
+        The model name and a sentence saying why it was chosen.
     """
     from ..hub import is_offline
     from ..registry import get_entry
@@ -138,7 +145,15 @@ def default_model_choice(download_root: Optional[str] = None, check_network: boo
 
 
 def resolve_default_model(download_root: Optional[str] = None, check_network: bool = True) -> str:
-    """Name of the default model (see :func:`default_model_choice`)."""
+    """Name of the default model (see :func:`default_model_choice`).
+
+    Args:
+        download_root: cache folder to look in.
+        check_network: try reaching the Hub when nothing is cached.
+
+    Returns:
+        The model name.
+    """
     return default_model_choice(download_root, check_network)[0]
 
 

@@ -142,7 +142,17 @@ def retrieval_accuracy(model: ClipagModel, images01: torch.Tensor, tokens: torch
     ``attack`` (an :class:`AttackConfig` or a spec such as ``"l2:1.0"``), images are perturbed
     to lose their caption among all captions.
 
-    Returns ``{"image_to_text_r1": ..., "image_to_text_r5": ..., "text_to_image_r1": ..., ...}``.
+
+    Args:
+        model: the CLIP to evaluate.
+        images01: ``(N, 3, H, W)`` images in [0, 1].
+        tokens: ``(N, context)`` caption tokens, row ``i`` the caption of image ``i``.
+        attack: an attack config or spec, or None for clean accuracy.
+        ks: the recall cut-offs.
+        batch_size: images per forward.
+
+    Returns:
+        ``{"image_to_text_r1": ..., "image_to_text_r5": ..., "text_to_image_r1": ..., ...}``.
     """
     if images01.shape[0] != tokens.shape[0]:
         raise ValueError(f"retrieval_accuracy: {images01.shape[0]} images but {tokens.shape[0]} captions")
@@ -179,7 +189,21 @@ def zero_shot_accuracy(model: ClipagModel, images01: torch.Tensor, labels: torch
                        class_names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
                        attack: Optional[AttackConfig | str] = None, batch_size: int = 64,
                        classifier: Optional[torch.Tensor] = None) -> dict[str, float]:
-    """Top-1 / top-5 zero-shot accuracy (``{"top1", "top5", "n"}``), clean or under ``attack``."""
+    """Top-1 / top-5 zero-shot accuracy (``{"top1", "top5", "n"}``), clean or under ``attack``.
+
+    Args:
+        model: the CLIP to evaluate.
+        images01: ``(N, 3, H, W)`` images in [0, 1].
+        labels: ``(N,)`` class indices.
+        class_names: one name per class.
+        templates: prompt templates averaged per class (default: the 7 of OpenAI's notebook).
+        attack: an attack config or spec (``"l2:1.0"``, ``"linf:4/255"``), or None.
+        batch_size: images per forward.
+        classifier: precomputed ``(C, D)`` class embeddings (skips the text tower).
+
+    Returns:
+        ``{"top1": ..., "top5": ..., "n": ...}``.
+    """
     labels = torch.as_tensor(labels, dtype=torch.long)
     if images01.shape[0] != labels.shape[0]:
         raise ValueError(f"zero_shot_accuracy: {images01.shape[0]} images but {labels.shape[0]} labels")

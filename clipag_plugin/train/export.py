@@ -102,7 +102,20 @@ def export_open_clip(
     metrics: Optional[dict] = None,
     base_model: Optional[str] = None,
 ) -> Path:
-    """Write ``model`` (all towers, fp32) in open_clip Hub layout into ``folder``; return the folder."""
+    """Write ``model`` (all towers, fp32) in open_clip Hub layout into ``folder``; return the folder.
+
+    Args:
+        model: the model to write.
+        folder: output folder (created).
+        model_cfg: open_clip ``model_cfg`` (default: found from ``model.name``).
+        preprocess_cfg: open_clip ``preprocess_cfg`` (default: the model's mean, std and size).
+        recipe: training settings recorded in the model card.
+        metrics: evaluation figures recorded in the model card.
+        base_model: the model it was fine-tuned from, for the model card.
+
+    Returns:
+        ``folder``, holding ``open_clip_config.json``, ``open_clip_model.safetensors`` and ``README.md``.
+    """
     from ..checkpoint import save_state_dict
 
     folder = Path(folder)

@@ -200,6 +200,9 @@ def finetune(
         on_step: called as ``on_step(step, metrics)`` after every optimizer step on every rank.
         class_prompts: the classes of ``objective="classwise"`` (default: read from
             ``config.class_prompts``, one caption per line).
+
+    Returns:
+        ``model`` itself, trained, in eval mode.
     """
     from tqdm.auto import tqdm
 

@@ -30,6 +30,14 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
 
     Features are L2-normalized here; ``logit_scale`` is the (already exponentiated) temperature.
     Invariant to permuting the pairs together.
+
+    Args:
+        image_features: ``(B, D)`` image embeddings.
+        text_features: ``(B, D)`` caption embeddings, row ``i`` the caption of image ``i``.
+        logit_scale: the exponentiated temperature (CLIP's ``logit_scale.exp()``).
+
+    Returns:
+        The scalar loss.
     """
     if image_features.shape[0] != text_features.shape[0]:
         raise ValueError(
@@ -57,7 +65,15 @@ def classwise_loss(image_features: torch.Tensor, class_features: torch.Tensor, l
 
 
 def fare_loss(image_features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
-    """FARE (Schlarmann et al. 2024): squared L2 distance of unnormalized embeddings, mean over the batch."""
+    """FARE (Schlarmann et al. 2024): squared L2 distance of unnormalized embeddings, mean over the batch.
+
+    Args:
+        image_features: ``(B, D)`` embeddings of the (perturbed) images.
+        reference_features: ``(B, D)`` embeddings of the clean images by the frozen original encoder.
+
+    Returns:
+        The scalar loss.
+    """
     return (_at_least_fp32(image_features) - _at_least_fp32(reference_features)).pow(2).sum(dim=-1).mean()
 
 

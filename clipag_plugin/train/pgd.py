@@ -32,6 +32,14 @@ def default_eps(resolution: int, norm: str = "l2", eps_at_224: Optional[float] =
     An L2 ball of radius ``eps`` at 224 px holds perturbations of the same per-pixel size as a
     ball of radius ``eps * resolution / 224`` at ``resolution`` px (sqrt of the pixel-count
     ratio). L-infinity radii are per pixel already, so they are returned unscaled (default 4/255).
+
+    Args:
+        resolution: the model's input side in pixels.
+        norm: ``"l2"`` or ``"linf"``.
+        eps_at_224: the radius at 224 px (default: CLIPAG's 1.5 for L2, 4/255 for L-infinity).
+
+    Returns:
+        The radius in [0, 1] pixel units.
     """
     norm = _check_norm(norm)
     if norm == "linf":

@@ -94,7 +94,14 @@ def config_from_dict(config: Mapping[str, Any], source: str = "config") -> Vqgan
 
 
 def read_config(path: str | os.PathLike) -> VqganConfig:
-    """Parse a taming config YAML (safe loader) into a :class:`VqganConfig`."""
+    """Parse a taming config YAML (safe loader) into a :class:`VqganConfig`.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The parsed config.
+    """
     import yaml
 
     path = Path(path)
@@ -111,6 +118,13 @@ def build_vqmodel(config: VqganConfig, state_dict: Optional[Mapping[str, torch.T
     """A taming ``VQModel`` with a dummy loss, in eval mode, gradients off for its weights.
 
     When ``state_dict`` is given it is loaded strictly (``loss.*`` keys must already be gone).
+
+    Args:
+        config: the architecture.
+        state_dict: weights to load strictly, or None for random ones.
+
+    Returns:
+        The ``VQModel``.
     """
     vqgan = import_taming_vqgan()
     with contextlib.redirect_stdout(io.StringIO()):  # taming prints the latent shape on every build
@@ -131,6 +145,13 @@ def random_vqgan(config: VqganConfig = TINY_CONFIG, seed: int = 0) -> torch.nn.M
     """An UNTRAINED ``VQModel`` with random weights (tests, smoke runs; its pictures are noise).
 
     The codebook is spread to unit scale so that distinct codes decode to distinct images.
+
+    Args:
+        config: the architecture (default: a tiny one).
+        seed: seed of the weights.
+
+    Returns:
+        The model.
     """
     generator = torch.Generator().manual_seed(seed)
     model = build_vqmodel(config)
@@ -145,5 +166,12 @@ def random_vqgan(config: VqganConfig = TINY_CONFIG, seed: int = 0) -> torch.nn.M
 
 
 def downsample_factor(model: torch.nn.Module) -> int:
-    """Pixels per code of a built ``VQModel`` (the reference reads ``2 ** (num_resolutions - 1)``)."""
+    """Pixels per code of a built ``VQModel`` (the reference reads ``2 ** (num_resolutions - 1)``).
+
+    Args:
+        model: a taming ``VQModel``.
+
+    Returns:
+        The factor (16 for the f16 models).
+    """
     return 2 ** (model.decoder.num_resolutions - 1)

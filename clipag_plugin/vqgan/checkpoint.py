@@ -93,6 +93,13 @@ def read_lightning_checkpoint(path: str | os.PathLike, extra_allowed: Iterable[s
     ``extra_allowed`` adds fully qualified names (they too become :class:`InertObject`).
     Raises :class:`~clipag_plugin.checkpoint.UnsafeCheckpointError` naming any other global
     (nothing from the file ran) and ``CorruptCheckpointError`` for unreadable files.
+
+    Args:
+        path: the checkpoint file.
+        extra_allowed: further fully qualified names to accept (kept inert).
+
+    Returns:
+        The unpickled checkpoint, with allowed objects replaced by inert stand-ins.
     """
     path = Path(path)
     names = (*LIGHTNING_ALLOW_LIST, *extra_allowed)
@@ -126,6 +133,12 @@ def convert_vqgan_checkpoint(checkpoint: Any) -> dict[str, torch.Tensor]:
 
     Tensors come back as contiguous owned copies (safetensors needs them); the count of kept
     plus dropped keys is checked against the input.
+
+    Args:
+        checkpoint: what :func:`read_lightning_checkpoint` returned, or a state dict.
+
+    Returns:
+        The model's tensors by name.
     """
     state = checkpoint
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):

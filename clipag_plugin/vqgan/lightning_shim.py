@@ -22,6 +22,9 @@ def install_lightning_shim() -> bool:
     """Register the stand-in when Lightning lacks the old module; return whether one was added.
 
     Idempotent. Raises ``ImportError`` with the install command when Lightning is missing.
+
+    Returns:
+        True when the stand-in was registered by this call.
     """
     if STANDIN_NAME in sys.modules:
         return False
@@ -48,7 +51,11 @@ def install_lightning_shim() -> bool:
 
 
 def import_taming_vqgan() -> types.ModuleType:
-    """``taming.models.vqgan``, imported after the stand-in is in place."""
+    """``taming.models.vqgan``, imported after the stand-in is in place.
+
+    Returns:
+        The module.
+    """
     try:
         install_lightning_shim()
         return importlib.import_module("taming.models.vqgan")

@@ -44,7 +44,15 @@ class ConvertedVqgan:
 
 
 def vqgan_cache_dir(name: str, download_root: Optional[Union[str, os.PathLike]] = None) -> Path:
-    """Where ``name``'s downloads and converted weights live (under ``clipag``'s cache root)."""
+    """Where ``name``'s downloads and converted weights live (under ``clipag``'s cache root).
+
+    Args:
+        name: a VQGAN name.
+        download_root: cache root, or None for the default.
+
+    Returns:
+        The folder (not created here).
+    """
     slug = re.sub(r"[^A-Za-z0-9_.@-]+", "--", name.removeprefix("hf-hub:"))
     return hub.cache_root(download_root) / "vqgan" / slug
 
@@ -64,7 +72,18 @@ def convert_to_cache(
     extra_allowed: Sequence[str] = (),
 ) -> ConvertedVqgan:
     """Read a config YAML + Lightning checkpoint safely and write ``model.safetensors`` +
-    ``config.json`` into ``folder`` (weights first, config last, each atomically)."""
+    ``config.json`` into ``folder`` (weights first, config last, each atomically).
+
+    Args:
+        config_path: the taming config YAML.
+        checkpoint_path: the Lightning ``.ckpt`` (or a ``.safetensors`` state dict).
+        folder: where the converted files go.
+        expected_n_embed: codebook size the config must have (registry entries), or None.
+        extra_allowed: further class names the checkpoint may pickle (kept inert).
+
+    Returns:
+        :class:`ConvertedVqgan` naming the two files.
+    """
     folder = Path(folder)
     config = read_config(config_path)
     if expected_n_embed is not None and config.n_embed != expected_n_embed:
@@ -110,7 +129,18 @@ def resolve_vqgan(
     """Fetch (once), convert (once) and return the cached safetensors form of ``name``.
 
     ``extra_allowed``: further fully qualified names the checkpoint may pickle; they are kept
-    inert (see :func:`~clipag_plugin.vqgan.read_lightning_checkpoint`)."""
+    inert (see :func:`~clipag_plugin.vqgan.read_lightning_checkpoint`).
+
+    Args:
+        name: a registry name, ``"hf-hub:org/repo[@rev]"`` or a local folder.
+        download_root: cache root (default ``$CLIPAG_CACHE`` or ``~/.cache/clipag``).
+        progress: show download progress bars.
+        transport: replaces the HTTP download (tests).
+        extra_allowed: further class names the checkpoint may pickle.
+
+    Returns:
+        :class:`ConvertedVqgan` naming the cached files.
+    """
     entry = _entry_for(name)
     folder = vqgan_cache_dir(name, download_root)
     converted = _read_converted(folder)
@@ -165,6 +195,11 @@ def load_vqgan(
             (the checkpoint may be a Lightning ``.ckpt`` or a ``.safetensors`` state dict).
         download_root: cache root (default ``$CLIPAG_CACHE`` or ``~/.cache/clipag``).
         extra_allowed: further class names a Lightning checkpoint may pickle (kept inert).
+        device: where to put the model.
+        progress: show download progress bars.
+
+    Returns:
+        The model.
     """
     if (vqgan_config is None) != (vqgan_checkpoint is None):
         raise ValueError("pass both vqgan_config and vqgan_checkpoint (the YAML and the .ckpt), or neither")

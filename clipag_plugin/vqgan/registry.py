@@ -118,12 +118,23 @@ DEFAULT_VQGAN = "vqgan_imagenet_f16_16384"
 
 
 def vqgan_names() -> list[str]:
-    """All VQGAN registry names, in table order."""
+    """All VQGAN registry names, in table order.
+
+    Returns:
+        The names :func:`load_vqgan` accepts besides ``hf-hub:`` repos and folders.
+    """
     return list(VQGAN_REGISTRY)
 
 
 def get_vqgan_entry(name: str) -> VqganEntry:
-    """Look a name up; an unknown one raises a ``KeyError`` listing the valid names."""
+    """Look a name up; an unknown one raises a ``KeyError`` listing the valid names.
+
+    Args:
+        name: a VQGAN registry name.
+
+    Returns:
+        The frozen :class:`VqganEntry`.
+    """
     try:
         return VQGAN_REGISTRY[name]
     except KeyError:
