@@ -27,7 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: clipag <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run `clipag <command> --help` for a command's options."]
+    lines += ["", "examples:",
+              "  clipag demo                                             # robust vs vanilla, offline, ~2 min",
+              '  clipag generate "a watercolor of a fox" --model ViT-B/32 --out fox.png',
+              "  clipag models                                           # every model name, source, license",
+              "", "Run `clipag <command> --help` for a command's options and examples."]
     return "\n".join(lines)
 
 

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                '  clipag compare "a fox" --models mini --settings default "param=pixels" "optimizer=adamw,lr=0.05"\n',
     )
     parser.add_argument("prompts", nargs="+", metavar="prompt", help="one or more prompts (one row each)")
-    parser.add_argument("--models", nargs="+", default=None, help="models to compare (default: the default model)")
+    parser.add_argument("--models", "--model", dest="models", nargs="+", default=None,
+                        help="models to compare (default: the default model)")
     parser.add_argument("--settings", nargs="+", default=["default"],
                         help="settings to compare, each 'name=value,...' over each model's preset and the flags "
                              "below (default: 'default', the preset as it is)")

@@ -27,7 +27,8 @@ values accept fractions such as 4/255.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipag eval", description="Clean and robust evaluation of CLIP models.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", default=[], help="a model clipag.load accepts (repeat to compare)")
+    parser.add_argument("--model", "--models", dest="model", action="extend", nargs="+", default=[],
+                        help="models clipag.load accepts; several compare side by side (--model A B, or repeat)")
     parser.add_argument("--zeroshot", default=None, metavar="DIR", help="image folder, one subfolder per class")
     parser.add_argument("--templates", nargs="+", default=None, help="prompt templates with {} for the class name")
     parser.add_argument("--templates-file", default=None, help="text file, one template per line")
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the report here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--judge", default=None, metavar="FOLDER", help="score generated pictures with the mini world's judge")
     return parser
 

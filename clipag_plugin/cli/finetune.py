@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", default=False, help="continue from the newest checkpoint in --out")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the exported model to org/name")
     parser.add_argument("--private", action="store_true", default=False, help="make the --push-to-hub repo private")
-    parser.add_argument("--no-progress", action="store_true", default=False, help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", default=False,
+                        help="no progress bar")
     hints = typing.get_type_hints(FinetuneConfig)
     group = parser.add_argument_group("recipe (defaults shown)")
     for f in dataclasses.fields(FinetuneConfig):

@@ -19,7 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
                "  clipag gmm sample --gmm miniworld --out samples.png",
     )
     sub = parser.add_subparsers(dest="action", required=True)
-    fit = sub.add_parser("fit", help="fit one Gaussian per class on an image folder")
+    fit = sub.add_parser(
+        "fit", help="fit one Gaussian per class on an image folder",
+        description="Fit one Gaussian per class of downsampled image patches (the start of `generate --init gmm`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  clipag gmm fit tiny-imagenet-200/train --out tin.npz\n"
+               "  clipag gmm fit ~/pictures --by image --rank 32 --out mine.npz\n"
+               "  clipag generate \"a red barn\" --gmm tin.npz --out barn.png",
+    )
     fit.add_argument("folder", help="images; each subfolder is a class (or every image with --by image)")
     fit.add_argument("--out", required=True, help="output .npz, then pass it as `clipag generate --gmm FILE`")
     fit.add_argument("--resolution", type=int, default=16, help="side the images are downsampled to (default 16)")
@@ -27,13 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--rank", type=int, default=None,
                      help="keep only the top-R covariance directions (smaller file); default: full covariance")
     fit.add_argument("--by", choices=["folder", "image"], default="folder", help="what makes a class")
-    fit.add_argument("--seed", type=int, default=0)
-    sample = sub.add_parser("sample", help="write a grid of samples from a GMM file (default: the shipped one)")
-    sample.add_argument("--gmm", default=None)
-    sample.add_argument("--out", required=True)
-    sample.add_argument("--n", type=int, default=16)
-    sample.add_argument("--size", type=int, default=64)
-    sample.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
+    sample = sub.add_parser(
+        "sample", help="write a grid of samples from a GMM file (default: the shipped one)",
+        description="Draw samples from a Gaussian prior and write them as one grid image.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  clipag gmm sample --out samples.png\n"
+               "  clipag gmm sample --gmm miniworld --n 36 --out world.png\n"
+               "  clipag gmm sample --gmm tin.npz --size 224 --seed 1 --out tin.png",
+    )
+    sample.add_argument("--gmm", default=None, help="a .npz from `clipag gmm fit`, or a shipped name such as miniworld "
+                                                   "(default: the shipped photo prior)")
+    sample.add_argument("--out", required=True, help="output grid image")
+    sample.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    sample.add_argument("--size", type=int, default=64, help="side of each sample in pixels (default 64)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     return parser
 
 

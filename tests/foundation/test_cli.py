@@ -60,3 +60,55 @@ def test_download_knows_the_apps_auxiliary_weights(capsys, offline_hub):
     assert "timm/vgg19.tv_in1k" in capsys.readouterr().err
     assert main(["download", "vqgan_imagenet_f16_16384"]) == 1
     assert "offline mode is on" in capsys.readouterr().err
+
+
+HELP_PAGES = [["demo"], ["models"], ["download"], ["generate"], ["compare"], ["gmm"], ["gmm", "fit"],
+              ["gmm", "sample"], ["finetune"], ["eval"]]
+
+
+def _help(capsys, command: list[str]) -> str:
+    try:
+        main([*command, "--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_help_page_ends_with_real_invocations(capsys):
+    import shlex
+
+    for command in HELP_PAGES:
+        page = _help(capsys, command)
+        assert "\nexamples:\n" in page, f"clipag {' '.join(command)} --help has no examples"
+        examples = [line.strip() for line in page.split("\nexamples:\n", 1)[1].splitlines()
+                    if line.strip().startswith(("clipag ", "torchrun "))]
+        assert len(examples) >= 2, f"clipag {' '.join(command)}: fewer than two examples"
+        for example in examples:
+            words = shlex.split(example.split("  #")[0])
+            if words[0] == "torchrun":
+                words = ["clipag", *words[words.index("clipag") + 1 :]]
+            # every example names a real subcommand (and the one it documents, or its neighbour)
+            assert words[1] in {"demo", "models", "download", "generate", "compare", "gmm", "finetune", "eval"}
+
+
+def test_common_flags_mean_the_same_everywhere(capsys):
+    pages = {" ".join(c): _help(capsys, c) for c in HELP_PAGES}
+    for command in ("demo", "generate", "compare", "finetune", "eval"):
+        assert "--quiet" in pages[command], f"clipag {command} has no --quiet"
+        assert "--device" in pages[command], f"clipag {command} has no --device"
+    for command in ("generate", "compare", "finetune", "eval"):
+        assert "--model" in pages[command], f"clipag {command} has no --model"
+    for command in ("compare", "eval"):
+        assert "--models" in pages[command], f"clipag {command} has no --models"
+    for command in ("demo", "generate", "compare", "gmm fit", "gmm sample", "finetune"):
+        assert "--seed" in pages[command] and "--out" in pages[command], f"clipag {command}: --seed/--out"
+
+
+def test_top_level_help_lists_every_command_with_one_line(capsys):
+    from clipag_plugin.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    page = capsys.readouterr().out
+    for name, (_, summary) in COMMANDS.items():
+        assert f"  {name:<10} {summary}" in page
+    assert "examples:" in page
