@@ -13,7 +13,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: tests never download
-torch.set_num_threads(1)  # tiny models: one thread is fastest, and the machine has two cores
+torch.set_num_threads(1)  # tiny models: one thread is fastest and keeps results identical across hosts
 
 # A ViT CLIP that builds in milliseconds (open_clip model_cfg).
 TINY_CFG = {
