@@ -1,13 +1,24 @@
 """Downloads: Hugging Face Hub repositories and plain URLs, verified and cached.
 
 Nothing here builds a model; functions return paths of verified files on disk.
+
+* Hub files go through ``huggingface_hub`` (its cache, tokens, mirrors, offline mode), tagged
+  with this library's name and version as open_clip and timm tag theirs. A recorded sha256 is
+  checked against the Hub's content address on every load and against the bytes themselves
+  whenever a file is downloaded.
+* Plain-URL files stream into ``<name>.part`` and resume from where an interrupted transfer
+  stopped (HTTP Range); the file gets its real name only once its size and digests verify.
+* A cached file that fails verification is reported with its path and replaced only by a copy
+  that verifies; offline it is an error, never a silent switch to another model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import logging
 import os
-import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,6 +27,7 @@ from .registry import HubFiles, UrlFile
 
 __all__ = [
     "OfflineError",
+    "IncompleteDownloadError",
     "ChecksumError",
     "cache_root",
     "is_offline",
@@ -24,15 +36,38 @@ __all__ = [
     "fetch_url_file",
     "fetch_verified",
     "sha256_of",
+    "digests_of",
+    "library_tags",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class OfflineError(FileNotFoundError):
     """A file is not cached and cannot be downloaded (offline mode or no network)."""
 
 
+class IncompleteDownloadError(OfflineError):
+    """A transfer stopped before the end; the partial file is kept and the next try resumes it."""
+
+
 class ChecksumError(OSError):
-    """A downloaded file does not match its recorded size or sha256."""
+    """A file does not match its recorded size or digest (corrupt, truncated or changed upstream).
+
+    Never a reason to fall back to another model: the message names the file, the expected and
+    the actual value.
+    """
+
+
+def library_tags() -> dict[str, str]:
+    """How Hub requests identify this library (``library_name``/``library_version``, as open_clip's do).
+
+    Returns:
+        Keyword arguments for ``huggingface_hub`` download and API calls.
+    """
+    from . import __version__
+
+    return {"library_name": "clipag-plugin", "library_version": __version__}
 
 
 def cache_root(download_root: Optional[str | os.PathLike] = None) -> Path:
@@ -84,6 +119,53 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def digests_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> dict[str, str]:
+    """The sha256 and md5 of a file, read once.
+
+    Args:
+        path: the file.
+        chunk_size: bytes read at a time.
+
+    Returns:
+        ``{"sha256": hex, "md5": hex}``.
+    """
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            sha.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _hub_blob_digest(path: Path) -> Optional[str]:
+    """The sha256 the Hub addressed a cached file by (its blob's name), when the cache says so."""
+    try:
+        name = path.resolve().name
+    except OSError:
+        return None
+    return name if len(name) == 64 and set(name) <= set("0123456789abcdef") else None
+
+
+def _check_hub_digest(path: Path, sha256: str, *, full: bool) -> Optional[str]:
+    """Why ``path`` does not match ``sha256``, or None. ``full`` hashes the bytes, else only the address."""
+    addressed = _hub_blob_digest(path)
+    if addressed is not None and addressed != sha256:
+        return f"the Hub addresses it as sha256 {addressed}, expected {sha256}"
+    if full:
+        actual = sha256_of(path)
+        if actual != sha256:
+            return f"sha256 {actual}, expected {sha256}"
+    return None
+
+
+def _remove_hub_file(path: Path) -> None:
+    """Delete a cached Hub file and, when it is a link into the blob store, its blob."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    if blob != path:
+        blob.unlink(missing_ok=True)
+
+
 def fetch_hub_file(
     repo_id: str,
     filename: str,
@@ -92,11 +174,16 @@ def fetch_hub_file(
     cache_dir: Optional[str | os.PathLike] = None,
     what: str,
     fetch_hint: str,
+    sha256: Optional[str] = None,
+    verify: bool = False,
 ) -> Path:
     """One file of a Hugging Face repo through ``hf_hub_download`` (its cache, tokens, offline mode).
 
     With nothing cached and no way to download, raises :class:`OfflineError` naming ``what``,
-    the repo, the file and ``fetch_hint`` (how to fetch it ahead of time).
+    the repo, the file and ``fetch_hint`` (how to fetch it ahead of time). With ``sha256``, a
+    file the Hub addresses by another digest is refused on every call, and a file downloaded by
+    this call (or any file, with ``verify``) has its bytes hashed; a bad download is fetched
+    again once, then removed and reported with :class:`ChecksumError`.
 
     Args:
         repo_id: ``"org/repo"`` on the Hub.
@@ -105,73 +192,121 @@ def fetch_hub_file(
         cache_dir: cache folder (default: the Hugging Face cache).
         what: names the thing in messages, e.g. ``"Model 'fare4-ViT-L/14'"``.
         fetch_hint: how to fetch the file ahead of time, quoted in the offline error.
+        sha256: the file's recorded digest, or None.
+        verify: hash the bytes even when the file was already cached.
 
     Returns:
         The path of the cached file.
     """
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        return Path(
-            hf_hub_download(
-                repo_id,
-                filename,
-                revision=revision,
-                cache_dir=None if cache_dir is None else str(cache_dir),
-                local_files_only=is_offline(),
-            )
+    cache = None if cache_dir is None else str(cache_dir)
+    label = f"{filename!r} of Hugging Face repo {repo_id!r} (revision {revision!r})"
+
+    def download(force: bool) -> Path:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
+                                        local_files_only=is_offline(), force_download=force, **library_tags()))
+        except LocalEntryNotFoundError as err:
+            raise OfflineError(
+                f"{what}: file {label} is not in the cache and cannot be downloaded (offline mode, or no "
+                f"network). Fetch it ahead of time on a connected machine with {fetch_hint}, then copy the "
+                f"cache folder over."
+            ) from err
+
+    was_cached = isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache, revision=revision), str)
+    path = download(force=False)
+    if sha256 is None:
+        return path
+    problem = _check_hub_digest(path, sha256, full=verify or not was_cached)
+    if problem is None:
+        return path
+    logger.warning("%s: %s in %s does not verify (%s); fetching a fresh copy", what, label, path, problem)
+    if is_offline():
+        raise ChecksumError(
+            f"{what}: the cached file {path} ({label}) does not verify: {problem}. Offline, it cannot be "
+            f"replaced; on a connected machine run {fetch_hint} again."
         )
-    except LocalEntryNotFoundError as err:
-        raise OfflineError(
-            f"{what}: file {filename!r} of Hugging Face repo {repo_id!r} (revision {revision!r}) is not in "
-            f"the cache and cannot be downloaded (offline mode, or no network). Fetch it ahead of time on a "
-            f"connected machine with {fetch_hint}, then copy the cache folder over."
-        ) from err
+    path = download(force=True)
+    problem = _check_hub_digest(path, sha256, full=True)
+    if problem is not None:
+        _remove_hub_file(path)
+        raise ChecksumError(
+            f"{what}: the download of {label} does not verify: {problem}; it was removed from the cache. "
+            f"The file on the Hub is not the one this version of clipag-plugin knows."
+        )
+    return path
 
 
 def fetch_hub_folder(
-    src: HubFiles, name: str, cache_dir: Optional[str | os.PathLike] = None, progress: bool = True
+    src: HubFiles,
+    name: str,
+    cache_dir: Optional[str | os.PathLike] = None,
+    progress: bool = True,
+    verify: bool = False,
 ) -> Path:
     """Download (or find in the cache) an open_clip-layout repo; return the snapshot folder.
 
     Only the config and the one weights file are fetched. ``cache_dir`` defaults to the
     Hugging Face cache (``HF_HUB_CACHE``), so tokens, mirrors and offline mode behave as
-    everywhere else in the Hub ecosystem.
+    everywhere else in the Hub ecosystem. The weights are checked against ``src.sha256``.
 
     Args:
         src: the registry's :class:`~clipag_plugin.registry.HubFiles`.
         name: the model name, for messages.
         cache_dir: cache folder (default: the Hugging Face cache).
         progress: show download progress bars.
+        verify: hash the weights even when they were already cached (``clipag download``).
 
     Returns:
         The snapshot folder holding the config and the weights.
     """
-    paths = [
-        fetch_hub_file(
-            src.repo_id, filename, revision=src.revision, cache_dir=cache_dir, what=f"Model {name!r}",
-            fetch_hint=f"`clipag download {name}` (or `hf download {src.repo_id} {filename}`)",
-        )
-        for filename in (src.config_filename, src.weights_filename)
-    ]
-    folder = paths[0].parent
-    if paths[1].parent != folder:  # both files resolve into the same snapshot normally
+    what = f"Model {name!r}"
+    hint = f"`clipag download {name}`"
+    config = fetch_hub_file(src.repo_id, src.config_filename, revision=src.revision, cache_dir=cache_dir,
+                            what=what, fetch_hint=f"{hint} (or `hf download {src.repo_id} {src.config_filename}`)")
+    weights = fetch_hub_file(src.repo_id, src.weights_filename, revision=src.revision, cache_dir=cache_dir,
+                             what=what, fetch_hint=f"{hint} (or `hf download {src.repo_id} {src.weights_filename}`)",
+                             sha256=src.sha256, verify=verify)
+    folder = config.parent
+    if weights.parent != folder:  # both files resolve into the same snapshot normally
         raise OSError(f"Model {name!r}: config and weights of {src.repo_id!r} resolved to different snapshots")
     return folder
 
 
 Transport = Callable[[str, Path, Optional[int], bool], None]
+"""``transport(url, dest, expected_size, progress)`` writes ``url``'s bytes into ``dest``,
+appending when ``dest`` holds the start of the file already and the server can resume."""
 
 
 def _http_stream(url: str, dest: Path, expected_size: Optional[int], progress: bool) -> None:
-    """Stream ``url`` into ``dest`` with a progress bar."""
+    """Stream ``url`` into ``dest`` with a progress bar, resuming a partial ``dest`` (HTTP Range)."""
     from tqdm.auto import tqdm
 
-    request = urllib.request.Request(url, headers={"User-Agent": "clipag-plugin"})
-    with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or expected_size
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+    from . import __version__
+
+    offset = dest.stat().st_size if dest.is_file() else 0
+    if expected_size is not None and offset > expected_size:
+        offset = 0  # longer than the real file: start over
+    if expected_size is not None and offset == expected_size:
+        return  # already complete; verification decides
+    headers = {"User-Agent": f"clipag-plugin/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        resumed = offset > 0 and response.status == 206
+        if offset and not resumed:
+            logger.info("%s: the server cannot resume; downloading from the start", dest.name)
+            offset = 0
+        elif resumed:
+            logger.info("%s: resuming at byte %d", dest.name, offset)
+        length = int(response.headers.get("Content-Length") or 0)
+        total = offset + length if length else expected_size
+        with open(dest, "ab" if resumed else "wb") as out, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+        ) as bar:
             while True:
                 chunk = response.read(1 << 20)
                 if not chunk:
@@ -180,15 +315,16 @@ def _http_stream(url: str, dest: Path, expected_size: Optional[int], progress: b
                 bar.update(len(chunk))
 
 
-def _verify(path: Path, size: Optional[int], sha256: Optional[str]) -> Optional[str]:
+def _verify(path: Path, size: Optional[int], sha256: Optional[str], md5: Optional[str] = None) -> Optional[str]:
     """Return why ``path`` fails verification, or None when it passes (unknown fields are skipped)."""
     actual = path.stat().st_size
     if size is not None and actual != size:
         return f"size {actual:,} bytes, expected {size:,}"
-    if sha256 is not None:
-        digest = sha256_of(path)
-        if digest != sha256:
-            return f"sha256 {digest}, expected {sha256}"
+    if sha256 is not None or md5 is not None:
+        digests = digests_of(path)
+        for kind, expected in (("sha256", sha256), ("md5", md5)):
+            if expected is not None and digests[kind] != expected:
+                return f"{kind} {digests[kind]}, expected {expected}"
     return None
 
 
@@ -200,33 +336,45 @@ def fetch_verified(
     fetch_hint: str,
     size: Optional[int] = None,
     sha256: Optional[str] = None,
+    md5: Optional[str] = None,
     progress: bool = True,
     transport: Optional[Transport] = None,
 ) -> Path:
-    """Download ``url`` to ``target`` once, verified by size and sha256 where known; return ``target``.
+    """Download ``url`` to ``target`` once, verified by size and digests where known; return ``target``.
 
-    A cached file that fails verification is downloaded again once; a download that fails
-    verification is deleted and raises :class:`ChecksumError`. ``what`` names the thing in
-    messages (e.g. ``"Model 'ViT-B/32'"``); ``fetch_hint`` says how to fetch it ahead of time.
+    The bytes go to ``target.part`` first; an interrupted transfer keeps it, and the next call
+    resumes from there (:class:`IncompleteDownloadError` says so). A complete download that
+    fails verification is deleted and raises :class:`ChecksumError` naming the expected and the
+    actual value. A cached ``target`` that fails verification is reported with its path and
+    replaced only by a download that verifies; offline, it is a :class:`ChecksumError`.
 
     Args:
         url: where to download from.
-        target: the final path; the download goes to ``target + ".part"`` first.
-        what: names the thing in messages.
+        target: the final path.
+        what: names the thing in messages, e.g. ``"Model 'ViT-B/32'"``.
         fetch_hint: how to fetch it ahead of time, quoted in errors.
         size: expected size in bytes, or None.
-        sha256: expected hex digest, or None.
+        sha256: expected hex sha256, or None.
+        md5: expected hex md5 (what hosts such as Zenodo publish), or None.
         progress: show a progress bar.
         transport: replaces the HTTP download (tests).
 
     Returns:
         ``target``, verified.
     """
+    corrupt = None
     if target.is_file():
-        if _verify(target, size, sha256) is None:
+        corrupt = _verify(target, size, sha256, md5)
+        if corrupt is None:
             return target
-        target.unlink()  # a bad cached file is never kept; fall through to one fresh download
+        logger.warning("%s: cached file %s does not verify (%s); it is replaced once a fresh download verifies",
+                       what, target, corrupt)
     if is_offline():
+        if corrupt is not None:
+            raise ChecksumError(
+                f"{what}: the cached file {target} does not verify ({corrupt}) and offline mode is on, so it "
+                f"cannot be replaced. {fetch_hint}"
+            )
         raise OfflineError(
             f"{what}: {target.name} is not in the cache ({target.parent}) and offline mode is on. {fetch_hint}"
         )
@@ -234,17 +382,30 @@ def fetch_verified(
     partial = target.with_name(target.name + ".part")
     try:
         (transport or _http_stream)(url, partial, size, progress)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise OfflineError(f"{what}: could not download {url} ({err}). Check the network; {fetch_hint}") from err
-    problem = _verify(partial, size, sha256)
+    except (OSError, http.client.HTTPException) as err:
+        kept = partial.stat().st_size if partial.is_file() else 0
+        if isinstance(err, urllib.error.HTTPError) and err.code == 416:
+            partial.unlink(missing_ok=True)  # the server refused our range: start over next time
+            kept = 0
+        resume = f" {kept:,} bytes are kept in {partial}; the next try resumes there." if kept else ""
+        raise IncompleteDownloadError(
+            f"{what}: the download of {url} stopped ({err}).{resume} Check the network; {fetch_hint}"
+        ) from err
+    got = partial.stat().st_size
+    if size is not None and got < size:
+        raise IncompleteDownloadError(
+            f"{what}: the download of {url} ended after {got:,} of {size:,} bytes; the partial file {partial} "
+            f"is kept and the next try resumes it. {fetch_hint}"
+        )
+    problem = _verify(partial, size, sha256, md5)
     if problem is not None:
         partial.unlink(missing_ok=True)
         raise ChecksumError(
-            f"{what}: the download of {url} is corrupt or truncated ({problem}); it was deleted. "
-            f"Try again; if it persists, the file on the server changed."
+            f"{what}: the download of {url} into {target} does not verify ({problem}); it was deleted"
+            + (f" and the corrupt cached copy {target} is left as it was" if corrupt else "")
+            + ". Try again; if it persists, the file on the server changed."
         )
-    shutil.move(str(partial), target)
+    os.replace(partial, target)  # atomic: a corrupt cached copy is replaced only now
     return target
 
 
@@ -257,7 +418,8 @@ def fetch_url_file(
 ) -> Path:
     """Download a registry ``UrlFile`` into the cache once, verified; return its path.
 
-    When the record has no sha256 yet, only the size is verified (see ``docs/models.md``).
+    The size is always verified, the sha256 and md5 when the registry records them (see
+    ``docs/models.md``).
 
     Args:
         src: the registry's :class:`~clipag_plugin.registry.UrlFile`.
@@ -280,6 +442,7 @@ def fetch_url_file(
         ),
         size=src.size_bytes,
         sha256=src.sha256,
+        md5=src.md5,
         progress=progress,
         transport=transport,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -99,12 +100,14 @@ def _packaged_folder(src: PackagedFiles) -> Path:
     return Path(str(resources.files("clipag_plugin") / "mini" / "weights" / src.folder))
 
 
-def resolve_files(name: str, download_root: Optional[str] = None) -> ResolvedFiles:
+def resolve_files(name: str, download_root: Optional[str] = None, verify: bool = False) -> ResolvedFiles:
     """Fetch (or find) and verify the files behind ``name``; build nothing.
 
     Args:
         name: a registry name, ``"hf-hub:org/repo[@revision]"`` or a local path.
         download_root: cache folder (as :func:`load`'s).
+        verify: hash cached Hub weights against their recorded digest too (``clipag download``);
+            by default only new downloads are hashed.
 
     Returns:
         :class:`ResolvedFiles`: the weights file, the architecture and the preprocessing config.
@@ -114,7 +117,7 @@ def resolve_files(name: str, download_root: Optional[str] = None) -> ResolvedFil
         if repo.count("/") != 1:
             raise ValueError(f"{name!r}: expected 'hf-hub:org/repo' (optionally '@revision')")
         src = HubFiles(repo_id=repo, revision=revision or "main")
-        return _hub_files(name, src, download_root)
+        return _hub_files(name, src, download_root, verify)
     path = Path(os.path.expanduser(name))
     if path.is_dir():
         return _folder_files(path, name)
@@ -127,7 +130,7 @@ def resolve_files(name: str, download_root: Optional[str] = None) -> ResolvedFil
     entry = get_entry(name)
     src = entry.source
     if isinstance(src, HubFiles):
-        return _hub_files(name, src, download_root)
+        return _hub_files(name, src, download_root, verify)
     if isinstance(src, UrlFile):
         return _url_files(entry, src, download_root)
     folder = _packaged_folder(src)
@@ -142,21 +145,24 @@ def resolve_files(name: str, download_root: Optional[str] = None) -> ResolvedFil
     return files
 
 
-def _hub_files(name: str, src: HubFiles, download_root: Optional[str]) -> ResolvedFiles:
+def _hub_files(name: str, src: HubFiles, download_root: Optional[str], verify: bool = False) -> ResolvedFiles:
+    from huggingface_hub.errors import EntryNotFoundError
+
     try:
-        folder = hub.fetch_hub_folder(src, name, cache_dir=download_root)
-    except hub.OfflineError:
-        raise
+        folder = hub.fetch_hub_folder(src, name, cache_dir=download_root, verify=verify)
+    except (hub.ChecksumError, hub.IncompleteDownloadError):
+        raise  # a file that does not verify is never swapped for another
+    except (hub.OfflineError, EntryNotFoundError) as err:
+        if src.weights_filename != "open_clip_model.safetensors":
+            raise
+        # repos made by older open_clip versions only hold the .bin (its digest is another one)
+        fallback = dataclasses.replace(src, weights_filename="open_clip_pytorch_model.bin", sha256=None)
+        try:
+            folder = hub.fetch_hub_folder(fallback, name, cache_dir=download_root, verify=verify)
+        except (hub.OfflineError, EntryNotFoundError):
+            raise err from None
     except Exception as err:  # huggingface_hub raises many types; name the input either way
-        if src.weights_filename == "open_clip_model.safetensors":
-            # repos made by older open_clip versions only hold the .bin
-            fallback = HubFiles(src.repo_id, "open_clip_pytorch_model.bin", src.config_filename, src.revision)
-            try:
-                folder = hub.fetch_hub_folder(fallback, name, cache_dir=download_root)
-            except Exception:
-                raise OSError(f"Model {name!r}: could not fetch {src.repo_id!r} from the Hub: {err}") from err
-        else:
-            raise OSError(f"Model {name!r}: could not fetch {src.repo_id!r} from the Hub: {err}") from err
+        raise OSError(f"Model {name!r}: could not fetch {src.repo_id!r} from the Hub: {err}") from err
     return _folder_files(folder, name)
 
 
@@ -235,6 +241,14 @@ def load(
         )
     device = torch.device(device if device is not None else default_device())
     files = resolve_files(name, download_root)
+    text_cfg = files.architecture.get("text_cfg", {}) if isinstance(files.architecture, dict) else {}
+    if text_cfg.get("hf_tokenizer_name"):
+        warnings.warn(
+            f"clipag.load({name!r}): this model's text tower reads the {text_cfg['hf_tokenizer_name']!r} tokenizer, "
+            f"but clipag.tokenize (like OpenAI's clip.tokenize) returns CLIP byte-pair ids; encode text with "
+            f"open_clip.get_tokenizer('hf-hub:...') for this model, or its text features will be wrong.",
+            stacklevel=2,
+        )
     inner, size, preprocess_cfg = build_model(files, name)
     mean = tuple(preprocess_cfg.get("mean", OPENAI_MEAN))
     std = tuple(preprocess_cfg.get("std", OPENAI_STD))
@@ -255,7 +269,9 @@ def load_or_fallback(
     """``load(name)``, or the embedded ``fallback`` model when ``name``'s weights are neither
     cached nor reachable (offline machine, no network). Says which one it used.
 
-    Unknown names still raise ``KeyError``.
+    Unknown names still raise ``KeyError``; a file that exists but does not verify
+    (:class:`~clipag_plugin.hub.ChecksumError`, :class:`~clipag_plugin.checkpoint.CorruptCheckpointError`)
+    is raised too, not replaced by the fallback.
 
     Args:
         name: as for :func:`load`.
@@ -269,6 +285,8 @@ def load_or_fallback(
     try:
         model, preprocess = load(name, device=device, download_root=download_root)
         return model, preprocess, name
+    except (hub.ChecksumError, checkpoint.CorruptCheckpointError):
+        raise  # broken is not the same as unavailable: never hide it behind another model
     except OSError as err:
         if fallback is None or fallback == name:
             raise

@@ -23,22 +23,52 @@ __all__ = [
     "REGISTRY",
     "get_entry",
     "model_names",
+    "is_commit_hash",
 ]
+
+_HEX = set("0123456789abcdef")
+
+
+def is_commit_hash(revision: str) -> bool:
+    """Whether ``revision`` is a full 40-hex git commit hash (a pin), not a branch or tag.
+
+    Args:
+        revision: a Hugging Face revision.
+
+    Returns:
+        True for a full commit hash.
+    """
+    return len(revision) == 40 and set(revision) <= _HEX
 
 
 @dataclass(frozen=True)
 class HubFiles:
-    """An open_clip model stored on the Hugging Face Hub."""
+    """An open_clip model stored on the Hugging Face Hub.
+
+    ``revision`` is a full commit hash wherever one is known (a pin: a later upload to the repo
+    cannot change what users get); ``sha256`` is the weights file's digest as the Hub's LFS
+    pointer records it, checked against the downloaded file.
+    """
 
     repo_id: str
     weights_filename: str = "open_clip_model.safetensors"
     config_filename: str = "open_clip_config.json"
     revision: str = "main"
+    sha256: Optional[str] = None
+
+    @property
+    def pinned(self) -> bool:
+        """Whether ``revision`` is a commit hash."""
+        return is_commit_hash(self.revision)
 
 
 @dataclass(frozen=True)
 class UrlFile:
-    """A single checkpoint file on a plain web host, verified by size and (when known) sha256."""
+    """A single checkpoint file on a plain web host, verified by size and the digests known.
+
+    ``md5`` is what hosts such as Zenodo publish beside a file; ``sha256`` is recorded from a
+    verified download. Either, both or neither may be known; the size always is.
+    """
 
     url: str
     filename: str
@@ -46,6 +76,7 @@ class UrlFile:
     sha256: Optional[str] = None
     # open_clip architecture the checkpoint's state dict belongs to.
     architecture: str = "ViT-B-32"
+    md5: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -77,14 +108,30 @@ class ModelEntry:
     # preset of the robust model it is compared with, so a comparison isolates the gradients.
     preset: str = "notebook"
 
+    @property
+    def verification(self) -> str:
+        """How the weights behind this name are checked, in words (shown by ``clipag models``)."""
+        src = self.source
+        if isinstance(src, PackagedFiles):
+            return "sha256 (shipped)" if src.weights_sha256 else "shipped"
+        if isinstance(src, UrlFile):
+            digests = [name for name, value in (("sha256", src.sha256), ("md5", src.md5)) if value]
+            return " + ".join([*digests, "size"]) if digests else "size only"
+        parts = ["sha256"] if src.sha256 else []
+        parts.append(f"commit {src.revision[:10]}" if src.pinned else "unpinned (main)")
+        return " + ".join(parts)
+
 
 _ZENODO = "https://zenodo.org/records/10446026/files/CLIPAG_ViTB32.pt?download=1"
 
 
-def _chs20(name: str, repo: str, arch: str, threat: str, base: str, size: Optional[int]) -> ModelEntry:
+def _chs20(
+    name: str, repo: str, arch: str, threat: str, base: str, size: Optional[int],
+    revision: str = "main", sha256: Optional[str] = None, weights: str = "open_clip_pytorch_model.bin",
+) -> ModelEntry:
     return ModelEntry(
         name=name,
-        source=HubFiles(repo_id=f"chs20/{repo}", weights_filename="open_clip_pytorch_model.bin"),
+        source=HubFiles(repo_id=f"chs20/{repo}", weights_filename=weights, revision=revision, sha256=sha256),
         architecture=arch,
         robust=True,
         threat_model=threat,
@@ -107,10 +154,20 @@ _ENTRIES = (
         size_bytes=1_310_567_621,
         description="Official CLIPAG ViT-B/32 (Ganz & Elad, WACV 2024)",
     ),
-    _chs20("fare2-ViT-L/14", "fare2-clip", "ViT-L-14", "Linf eps=2/255 (FARE)", "OpenAI ViT-L/14", 1_710_000_000),
-    _chs20("fare4-ViT-L/14", "fare4-clip", "ViT-L-14", "Linf eps=4/255 (FARE)", "OpenAI ViT-L/14", 1_710_000_000),
-    _chs20("tecoa2-ViT-L/14", "tecoa2-clip", "ViT-L-14", "Linf eps=2/255 (TeCoA)", "OpenAI ViT-L/14", 1_710_000_000),
-    _chs20("tecoa4-ViT-L/14", "tecoa4-clip", "ViT-L-14", "Linf eps=4/255 (TeCoA)", "OpenAI ViT-L/14", 1_710_000_000),
+    # Pins and digests as the repositories' pages list them (commit history, LFS pointer details).
+    _chs20("fare2-ViT-L/14", "fare2-clip", "ViT-L-14", "Linf eps=2/255 (FARE)", "OpenAI ViT-L/14", 1_710_000_000,
+           revision="6bc37e8efa55395e2f2a413e7b140dc2808032cb",
+           sha256="9fb1f8759c89905809da8ce761a4b90e1c22beaaea7c68f3917647eeb0a230a7"),
+    _chs20("fare4-ViT-L/14", "fare4-clip", "ViT-L-14", "Linf eps=4/255 (FARE)", "OpenAI ViT-L/14", 1_710_000_000,
+           revision="74d66522302f987ec9cfe61d119c24219bb04462"),
+    _chs20("tecoa2-ViT-L/14", "tecoa2-clip", "ViT-L-14", "Linf eps=2/255 (TeCoA)", "OpenAI ViT-L/14", 1_710_000_000,
+           revision="8e043fb9e0c9640f21a7a6e3527bce743d144a92"),
+    _chs20("tecoa4-ViT-L/14", "tecoa4-clip", "ViT-L-14", "Linf eps=4/255 (TeCoA)", "OpenAI ViT-L/14", 1_710_000_000,
+           revision="d9d201ce0c2bffd1be726a92e0e520664c45aedf"),
+    # The LAION-2B repositories hold open_clip's safetensors export beside the pickle; the
+    # safetensors file is read (the .bin only if it is missing). Their commit hashes are not
+    # published in full where they could be read, so they follow main; the digest, where known,
+    # still catches a changed file.
     *(
         _chs20(
             f"{method.lower()}4-{label}",
@@ -119,31 +176,41 @@ _ENTRIES = (
             f"Linf eps=4/255 ({method})",
             f"LAION-2B {arch}",
             size,
+            sha256=digest,
+            weights="open_clip_model.safetensors",
         )
-        for method in ("FARE", "TeCoA")
-        for label, repo_tail, arch, size in (
-            ("ViT-B/32-laion2b", "ViT-B-32-laion2B-s34B-b79K", "ViT-B-32", 605_000_000),
-            ("ViT-B/16-laion2b", "ViT-B-16-laion2B-s34B-b88K", "ViT-B-16", 599_000_000),
-            ("convnext_base_w-laion2b", "convnext_base_w-laion2B-s13B-b82K-augreg", "convnext_base_w", 720_000_000),
+        for method, label, repo_tail, arch, size, digest in (
+            ("FARE", "ViT-B/32-laion2b", "ViT-B-32-laion2B-s34B-b79K", "ViT-B-32", 605_000_000, None),
+            ("FARE", "ViT-B/16-laion2b", "ViT-B-16-laion2B-s34B-b88K", "ViT-B-16", 599_000_000, None),
+            ("FARE", "convnext_base_w-laion2b", "convnext_base_w-laion2B-s13B-b82K-augreg", "convnext_base_w",
+             720_000_000, None),
+            ("TeCoA", "ViT-B/32-laion2b", "ViT-B-32-laion2B-s34B-b79K", "ViT-B-32", 605_000_000, None),
+            ("TeCoA", "ViT-B/16-laion2b", "ViT-B-16-laion2B-s34B-b88K", "ViT-B-16", 599_000_000,
+             "e687adcdbcc9694947b6bf590d768cf667eddf04a5800c511fa4ffded4c48510"),
+            ("TeCoA", "convnext_base_w-laion2b", "convnext_base_w-laion2B-s13B-b82K-augreg", "convnext_base_w",
+             720_000_000, None),
         )
     ),
     ModelEntry(
         name="openai-ViT-B/32",
+        # the commit that added the open_clip files (config + safetensors) to timm's repository
         source=HubFiles(
-            repo_id="timm/vit_base_patch32_clip_224.openai", weights_filename="open_clip_pytorch_model.bin"
+            repo_id="timm/vit_base_patch32_clip_224.openai", weights_filename="open_clip_model.safetensors",
+            revision="ab5b8ef490e86faa07d3523926b842c765de1de5",
         ),
         architecture="ViT-B-32-quickgelu",
         robust=False,
         threat_model="none (vanilla, NOT robust)",
         finetuned_from="-",
-        license="MIT",
+        license="MIT (OpenAI's weights)",
         size_bytes=605_000_000,
         description="Vanilla OpenAI ViT-B/32, the baseline CLIPAG was fine-tuned from",
     ),
     ModelEntry(
         name="laion2b-ViT-B/32",
         source=HubFiles(
-            repo_id="laion/CLIP-ViT-B-32-laion2B-s34B-b79K", weights_filename="open_clip_pytorch_model.bin"
+            repo_id="laion/CLIP-ViT-B-32-laion2B-s34B-b79K", weights_filename="open_clip_pytorch_model.bin",
+            sha256="1bd3c7172de5b207ceac554f5ab5266166f3b9baccc9af5989bc801016d080ad",
         ),
         architecture="ViT-B-32",
         robust=False,

@@ -1,5 +1,8 @@
 """``clipag download NAME``: fetch and verify files ahead of time so that offline use works.
 
+Files already cached are hashed again against their recorded digests; an interrupted download
+resumes where it stopped.
+
 Accepts CLIP names (``clipag models``), ``hf-hub:org/repo``, and the apps' auxiliary weights:
 VGG19 for CLIPStyler (``vgg19``) and the VQGAN checkpoints (``python -m clipag_plugin.vqgan list``).
 """
@@ -26,7 +29,7 @@ def _fetch(name: str, download_root: Optional[str]) -> Path:
         return resolve_vqgan(name, download_root).weights
     from ..loading import resolve_files
 
-    return resolve_files(name, download_root).weights
+    return resolve_files(name, download_root, verify=True).weights
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

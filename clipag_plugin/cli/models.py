@@ -35,6 +35,52 @@ def is_cached(entry: ModelEntry, download_root: Optional[str] = None) -> bool:
     return isinstance(found, str)
 
 
+def latest_hub_commit(repo_id: str) -> str:
+    """The commit ``main`` of a Hub repository points at now (network)."""
+    from huggingface_hub import HfApi
+
+    from .. import hub
+
+    return HfApi(**hub.library_tags()).model_info(repo_id, revision="main").sha
+
+
+def remote_size(url: str) -> Optional[int]:
+    """The size a plain-URL host reports for ``url`` (HEAD request; network)."""
+    import urllib.request
+
+    from .. import __version__
+
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": f"clipag-plugin/{__version__}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        length = response.headers.get("Content-Length")
+    return int(length) if length else None
+
+
+def check_entry(entry: ModelEntry) -> tuple[bool, str]:
+    """Compare one registry entry with what its host serves now; change nothing.
+
+    Returns ``(ok, message)``: ok is False when the pin is no longer the latest commit, the
+    entry is not pinned, the host reports another size, or the host cannot be reached.
+    """
+    src = entry.source
+    try:
+        if isinstance(src, HubFiles):
+            latest = latest_hub_commit(src.repo_id)
+            if not src.pinned:
+                return False, f"not pinned; main is at {latest} (pin it in registry.py)"
+            if latest != src.revision:
+                return False, f"pinned to {src.revision[:10]}, main has moved to {latest} (review, then re-pin)"
+            return True, f"pinned to {src.revision[:10]}, the latest commit"
+        if isinstance(src, UrlFile):
+            size = remote_size(src.url)
+            if size is not None and size != src.size_bytes:
+                return False, f"the host reports {size:,} bytes, the registry {src.size_bytes:,}"
+            return True, f"the host reports {size:,} bytes, as recorded" if size else "reachable (no size reported)"
+    except Exception as err:  # network, HTTP or Hub errors: report, never fail the whole check
+        return False, f"unreachable: {str(err).splitlines()[0][:160]}"
+    return True, "shipped inside the package"
+
+
 def _size(entry: ModelEntry) -> str:
     if entry.size_bytes is None:
         return "-"
@@ -45,11 +91,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="clipag models", description="List the models clipag.load accepts, their presets and what is cached.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  clipag models\n  clipag models --json\n  clipag models --download-root /data/clipag-cache",
+        epilog="examples:\n  clipag models\n  clipag models --json\n"
+               "  clipag models --check                # network: are the pins still the latest?",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--download-root", default=None, help="cache folder to check (as in clipag.load)")
+    parser.add_argument("--check", action="store_true",
+                        help="ask each host whether its entry is still current (network; changes nothing); exit 1 "
+                             "when a pin is stale, missing or a host disagrees")
     args = parser.parse_args(argv)
+    if args.check:
+        results = {entry.name: check_entry(entry) for entry in REGISTRY.values()}
+        if args.json:
+            print(json.dumps({name: {"ok": ok, "message": msg} for name, (ok, msg) in results.items()}, indent=2))
+        else:
+            width = max(map(len, results))
+            for name, (ok, message) in results.items():
+                print(f"{'ok  ' if ok else 'WARN'}  {name:<{width}}  {message}")
+        return 0 if all(ok for ok, _ in results.values()) else 1
     rows = []
     for entry in REGISTRY.values():
         rows.append({
@@ -60,6 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "source": _source(entry),
             "size": _size(entry),
             "license": entry.license,
+            "verified by": entry.verification,
             "preset": entry.preset,
             "cached": "yes" if is_cached(entry, args.download_root) else "no",
         })
@@ -76,7 +136,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("  ".join("-" * widths[h] for h in headers))
     for r in rows:
         print("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
-    print("\nAlso accepted: 'hf-hub:org/repo' (open_clip layout) and local paths (they use the global defaults).")
+    print("\nverified by: sha256 = the weights' digest is checked (against the Hub's address on every load, the "
+          "bytes on download); commit = a pinned revision; size only = no published digest.")
+    print("Also accepted: 'hf-hub:org/repo[@revision]' (open_clip layout) and local paths (they use the global "
+          "defaults).")
     print("\nGeneration presets (`clipag generate` applies the model's own; --preset NAME|none, flags win):")
     for preset in PRESETS.values():
         print(f"  {preset.name:<9} {preset.description}")

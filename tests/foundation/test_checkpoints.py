@@ -89,23 +89,32 @@ def test_bad_cached_file_is_downloaded_again_once(fake_zenodo, tmp_path):
     assert hub.sha256_of(path) == entry.source.sha256
 
 
-def test_mismatched_download_raises_and_keeps_nothing(fake_zenodo, tmp_path):
+def test_mismatched_download_raises_and_keeps_no_new_file(fake_zenodo, tmp_path):
     entry, calls, payloads, _ = fake_zenodo
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "CLIPAG_test.pt").write_bytes(b"y" * entry.source.size_bytes)  # bad cached copy
+    bad_cached = b"y" * entry.source.size_bytes
+    (cache / "CLIPAG_test.pt").write_bytes(bad_cached)  # bad cached copy
     payloads[0] = b"z" * entry.source.size_bytes  # and the server sends bad bytes too
-    with pytest.raises(hub.ChecksumError, match="corrupt or truncated"):
+    with pytest.raises(hub.ChecksumError) as info:
         clipag.load("clipag-test", device="cpu")
+    message = str(info.value)
+    assert entry.source.sha256 in message and hashlib.sha256(payloads[0]).hexdigest() in message
+    assert str(cache / "CLIPAG_test.pt") in message
     assert len(calls) == 1  # re-downloaded exactly once, then gave up
-    assert list(cache.iterdir()) == []
+    # the bad download is gone; the corrupt cached copy is only ever replaced by a verified one
+    assert sorted(p.name for p in cache.iterdir()) == ["CLIPAG_test.pt"]
+    assert (cache / "CLIPAG_test.pt").read_bytes() == bad_cached
 
 
-def test_truncated_download_is_refused(fake_zenodo, tmp_path):
+def test_short_download_is_kept_for_resuming(fake_zenodo, tmp_path):
     entry, calls, payloads, _ = fake_zenodo
     payloads[0] = payloads[0][: len(payloads[0]) // 2]
-    with pytest.raises(hub.ChecksumError, match="size"):
+    with pytest.raises(hub.IncompleteDownloadError, match="resumes"):
         clipag.load("clipag-test", device="cpu")
+    partial = tmp_path / "cache" / "CLIPAG_test.pt.part"
+    assert partial.stat().st_size == len(payloads[0])
+    assert not (tmp_path / "cache" / "CLIPAG_test.pt").exists()
 
 
 def test_offline_without_cache_names_the_fix(fake_zenodo, monkeypatch):

@@ -153,3 +153,15 @@ def test_fp16_on_cuda(tiny_model_dir):
     assert model.dtype == torch.float16
     out = model.encode_image(torch.rand(2, 3, 32, 32, device="cuda"))
     assert out.dtype == torch.float16 and torch.isfinite(out).all()
+
+
+def test_model_with_another_tokenizer_is_loaded_with_a_warning(tmp_path):
+    """A text tower that reads a non-CLIP tokenizer (e.g. BERT WordPiece) cannot take clipag.tokenize's
+    byte-pair ids: load says so instead of handing back silently wrong text features."""
+    folder = save_open_clip_folder(make_open_clip_model(), tmp_path / "bert-text")
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = "bert-base-uncased"
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="bert-base-uncased.*byte-pair"):
+        model, _ = clipag.load(str(folder), device="cpu")
+    assert model.encode_image(torch.zeros(1, 3, 32, 32)).shape[-1] == TINY_CFG["embed_dim"]
