@@ -7,6 +7,7 @@ pydiffvg is not on PyPI and is never required; it is *detected* when this module
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Sequence
 
 import torch
@@ -16,7 +17,20 @@ from .raster import Background, _background, rasterize_strokes
 __all__ = ["BACKENDS", "HAS_DIFFVG", "resolve_backend", "render_with"]
 
 BACKENDS = ("auto", "torch", "diffvg")
-HAS_DIFFVG = importlib.util.find_spec("pydiffvg") is not None
+
+
+def _real_diffvg_installed() -> bool:
+    """Whether the real pydiffvg is importable (clipag's stand-in, registered under that name, is not it)."""
+    loaded = sys.modules.get("pydiffvg")
+    if loaded is not None:
+        return not getattr(loaded, "__clipag_compat__", False)
+    try:
+        return importlib.util.find_spec("pydiffvg") is not None
+    except ValueError:  # a module without a spec is registered under the name
+        return False
+
+
+HAS_DIFFVG = _real_diffvg_installed()
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

@@ -28,7 +28,7 @@ from .bezier import flatten_counts, flatten_cubics
 
 __all__ = ["rasterize_strokes", "segment_index", "Background"]
 
-Background = Union[float, Sequence[float], torch.Tensor, str]
+Background = Union[float, Sequence[float], torch.Tensor, str, None]
 
 _EDGE = 0.5  # half the width of the anti-aliasing ramp, in pixels
 
@@ -50,7 +50,10 @@ def segment_index(num_segments: Union[Sequence[int], torch.Tensor], device=None)
 
 
 def _background(background: Background, batch: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` background from a colour name, a grey level, an RGB triple or an image."""
+    """``(B, 3, H, W)`` background from a colour name, a grey level, an RGB triple or an image;
+    ``(B, 4, H, W)`` transparent black for ``None`` (premultiplied RGBA output)."""
+    if background is None:
+        return like.new_zeros(1, 4, 1, 1).expand(batch, 4, height, width)
     if isinstance(background, str):
         names = {"white": 1.0, "black": 0.0}
         if background not in names:
@@ -154,7 +157,7 @@ def _composite(alpha: torch.Tensor, rgb: torch.Tensor, group_tile: torch.Tensor,
     depth = torch.arange(alpha.shape[0], device=alpha.device) - (torch.cumsum(per_tile, 0) - per_tile)[tile_of]
     n, m, p = tiles.shape[0], int(per_tile.max()), alpha.shape[1]
     alpha_stack = alpha.new_zeros(n, m, p).index_put((tile_of, depth), alpha)
-    rgb_stack = rgb.new_zeros(n, m, 3).index_put((tile_of, depth), rgb)
+    rgb_stack = rgb.new_zeros(n, m, rgb.shape[1]).index_put((tile_of, depth), rgb)
     # through[i] = transmittance of layers i..m-1; a layer shows through everything above it.
     through = torch.cumprod((1.0 - alpha_stack).flip(1), 1).flip(1)
     above = torch.cat([through[:, 1:], through.new_ones(n, 1, p)], 1)
@@ -185,14 +188,16 @@ def rasterize_strokes(
         colors: ``(P, 4)`` / ``(B, P, 4)`` straight (not premultiplied) RGBA in [0, 1];
             ``(P, 4)`` is shared by a batch.
         height, width: canvas size in pixels.
-        background: ``"white"``/``"black"``, a grey level, an RGB triple, or an image
-            ``(3, H, W)`` / ``(B, 3, H, W)``.
+        background: ``"white"``/``"black"``, a grey level, an RGB triple, an image
+            ``(3, H, W)`` / ``(B, 3, H, W)``, or ``None`` for a transparent canvas (the result is
+            then premultiplied RGBA: four channels, colour already multiplied by coverage).
         tile: side of the culling tiles in pixels. Small tiles cull tightly, large ones cost less
             bookkeeping; 8 is the fastest on CPU over a CLIPDraw run (benchmarks/bench_render.py).
         tolerance: largest distance in pixels between a curve and its flattened pieces.
 
     Returns:
-        ``(3, H, W)`` (or ``(B, 3, H, W)`` for batched input) RGB images.
+        ``(3, H, W)`` (or ``(B, 3, H, W)`` for batched input) RGB images; four channels with
+        ``background=None``.
     """
     batched = points.ndim == 3
     if not batched:
@@ -218,8 +223,10 @@ def rasterize_strokes(
 
     n_tx, n_ty = -(-width // tile), -(-height // tile)
     bg = _background(background, batch, height, width, points)
+    channels = bg.shape[1]
     bg = F.pad(bg, (0, n_tx * tile - width, 0, n_ty * tile - height))
-    bg_tiles = bg.reshape(batch, 3, n_ty, tile, n_tx, tile).permute(0, 2, 4, 1, 3, 5).reshape(-1, 3, tile * tile)
+    bg_tiles = bg.reshape(batch, channels, n_ty, tile, n_tx, tile).permute(0, 2, 4, 1, 3, 5)
+    bg_tiles = bg_tiles.reshape(-1, channels, tile * tile)
     if n_paths == 0:
         return bg[..., :height, :width] if batched else bg[0, :, :height, :width]
 
@@ -262,8 +269,10 @@ def rasterize_strokes(
 
     # 4. composite each tile's layers in path order over the background
     rgba = colors[g_batch, g_path]
-    color, tiles = _composite(coverage * rgba[:, 3:], rgba[:, :3], g_tile, bg_tiles)
+    # transparent canvas: a fourth channel of ones accumulates coverage into alpha
+    paint = rgba[:, :3] if channels == 3 else torch.cat([rgba[:, :3], torch.ones_like(rgba[:, 3:])], 1)
+    color, tiles = _composite(coverage * rgba[:, 3:], paint, g_tile, bg_tiles)
     out = bg_tiles.index_copy(0, tiles, color)
-    out = out.reshape(batch, n_ty, n_tx, 3, tile, tile).permute(0, 3, 1, 4, 2, 5)
-    out = out.reshape(batch, 3, n_ty * tile, n_tx * tile)[..., :height, :width]
+    out = out.reshape(batch, n_ty, n_tx, channels, tile, tile).permute(0, 3, 1, 4, 2, 5)
+    out = out.reshape(batch, channels, n_ty * tile, n_tx * tile)[..., :height, :width]
     return out if batched else out[0]
