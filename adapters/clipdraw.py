@@ -19,8 +19,13 @@ On the bundled example (``examples/clipdraw/clipdraw.py``) the switches set its 
 
 On the original notebook, call ``patch(notebook=True)`` in a cell *before* ``import clip``: its
 torchvision ``RandomPerspective`` becomes a no-op and ``RandomResizedCrop(224, ...)`` a plain
-resize, so the four copies it builds are un-augmented (set ``NUM_AUGS = 1`` to skip the three
-redundant encoder passes, and ``use_normalized_clip = True``: both are local to the loop cell).
+resize, and in IPython every later cell runs with ``NUM_AUGS = 1`` (one image per step reaches
+the encoder), ``use_normalized_clip = True`` and a hard-coded CUDA ``device`` replaced by the
+CPU on machines without CUDA (:mod:`clipag_plugin.adapters._script`). ``clipag run clipdraw``
+does the same for a script.
+
+``import pydiffvg`` works without building diffvg: when the real package is not installed, the
+adapter registers :mod:`clipag_plugin.render.pydiffvg_compat` under that name.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ import importlib
 import types
 from typing import Optional, Union
 
-from ._patch import Patcher, clip_shim, install_clip_shim
+from ._patch import Patcher, clip_shim, device_hook, install_clip_shim
+from ._script import install_cell_hooks
 
-__all__ = ["patch", "HOOKS"]
+__all__ = ["patch", "HOOKS", "script_hooks", "install_pydiffvg"]
 
 # The module-level names an app exposes for this adapter to switch.
 HOOKS = {"augment": "USE_AUGMENT", "normalize": "USE_NORMALIZED_CLIP"}
@@ -72,6 +78,7 @@ def patch(
     app: Union[types.ModuleType, str, None] = None,
     notebook: bool = False,
     fallback: Optional[str] = "mini",
+    device: Optional[str] = None,
 ) -> Patcher:
     """Make CLIPDraw code use clipag; returns the :class:`Patcher` (a context manager).
 
@@ -84,9 +91,12 @@ def patch(
         clip: swap the ``clip`` module for clipag (``False`` keeps OpenAI's).
         app: the CLIPDraw module (or its import name) whose hooks to set and whose ``clip`` to
             rebind; needed for ``augment``/``normalize`` unless ``notebook`` is used.
-        notebook: also neutralize torchvision's ``RandomPerspective``/``RandomResizedCrop`` when
-            ``augment`` is ``False`` (for the original notebook, which builds those itself).
+        notebook: the original notebook (or a script written like it): neutralize torchvision's
+            ``RandomPerspective``/``RandomResizedCrop`` when ``augment`` is ``False``, feed the
+            model its own normalization, encode identical copies once, and in IPython apply
+            :func:`script_hooks` to every later cell.
         fallback: model loaded when ``model``'s weights are not available offline.
+        device: run the model here whatever device the code asks for.
 
     Returns:
         The :class:`Patcher`; ``patcher.restore()`` (or leaving the ``with`` block) undoes everything.
@@ -94,8 +104,11 @@ def patch(
     module = _app_module(app)
     patcher = Patcher()
     try:
+        install_pydiffvg(patcher)
         if clip:
-            install_clip_shim(patcher, clip_shim(model, fallback), modules=(module,) if module else ())
+            shim = clip_shim(model, fallback, force_device=device, openai_input=notebook and normalize is True,
+                             dedupe=notebook and augment is False)
+            install_clip_shim(patcher, shim, modules=(module,) if module else ())
         if module is not None:
             for value, hook in ((augment, HOOKS["augment"]), (normalize, HOOKS["normalize"])):
                 if value is None:
@@ -111,7 +124,48 @@ def patch(
 
             patcher.setattr(transforms, "RandomPerspective", _Unchanged)
             patcher.setattr(transforms, "RandomResizedCrop", _resize_instead_of_crop(transforms.Resize))
+        if notebook:
+            install_cell_hooks(patcher, script_hooks(augment, normalize, device))
     except BaseException:
         patcher.restore()
         raise
     return patcher
+
+
+def install_pydiffvg(patcher: Patcher) -> bool:
+    """Register clipag's pydiffvg interface as ``pydiffvg`` unless the real one is installed.
+
+    Args:
+        patcher: undoes the registration on restore.
+
+    Returns:
+        True when the stand-in was registered.
+    """
+    from clipag_plugin.render import backends
+
+    if backends.HAS_DIFFVG:
+        return False
+    from clipag_plugin.render import pydiffvg_compat
+
+    patcher.set_module("pydiffvg", pydiffvg_compat)
+    return True
+
+
+def script_hooks(augment: Optional[bool], normalize: Optional[bool], device: Optional[str] = None) -> dict:
+    """Module-level names of the CLIPDraw notebook to rebind, with the value each gets.
+
+    Args:
+        augment: ``False``: ``NUM_AUGS`` becomes 1 (one image per step reaches the encoder).
+        normalize: ``True``: ``use_normalized_clip`` becomes True.
+        device: the device a hard-coded ``device`` becomes (None: the CPU, only when the code asks
+            for CUDA on a machine without it).
+
+    Returns:
+        ``{name: function(value) -> value}`` for :func:`clipag_plugin.adapters._script.run_script`.
+    """
+    hooks = {"device": device_hook(device)}
+    if augment is False:
+        hooks["NUM_AUGS"] = lambda value: 1
+    if normalize is True:
+        hooks["use_normalized_clip"] = lambda value: True
+    return hooks

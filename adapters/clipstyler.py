@@ -17,9 +17,13 @@ Levels (each switches off more of CLIPStyler's patch machinery):
 The switches live in a :class:`~clipag_plugin.guidance.directional.PatchTricks` object that
 the app reads as its module attribute ``TRICKS`` (see ``examples/clipstyler/clipstyler.py``).
 For the original ``train_CLIPstyler.py`` (``original=True``), levels a-c make torchvision's
-``RandomPerspective`` a no-op before the script builds its ``augment`` transform; its threshold
-and patch weight are command-line flags there (``--thresh 0``, ``--lambda_patch 0``).
-Everything is restored when the ``with`` block ends (or on ``restore()``).
+``RandomPerspective`` a no-op before the script builds its ``augment`` transform, and
+torchvision's ``vgg19(pretrained=True)`` is served from clipag's Hub-cached VGG19 (one error
+line naming the download command when it is not cached offline). The threshold and the patch
+loss are the script's parsed ``args``: ``clipag run clipstyler`` rebinds them as the script
+parses them (:func:`script_hooks`: b sets ``args.thresh = 0``; c sets ``args.lambda_patch = 0``
+and ``args.num_crops = 1``, the fewest the script's loop accepts), together with its hard-coded
+``device = 'cuda'``. Everything is restored when the ``with`` block ends (or on ``restore()``).
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from typing import Iterable, Optional
 
 from clipag_plugin.guidance.directional import PatchTricks
 
-from ._patch import Patcher, clip_shim, install_clip_shim
+from ._patch import Patcher, clip_shim, device_hook, install_clip_shim
 
-__all__ = ["LEVELS", "tricks_for", "patch"]
+__all__ = ["LEVELS", "tricks_for", "patch", "script_hooks", "pretrained_vgg19"]
 
 LEVELS: dict[str, PatchTricks] = {
     "full": PatchTricks(),
@@ -92,6 +96,7 @@ def patch(
     fallback: Optional[str] = "mini",
     modules: Iterable[types.ModuleType] = (),
     original: bool = False,
+    device: Optional[str] = None,
 ) -> Patcher:
     """Make ``import clip`` give clipag and set the apps' ``TRICKS`` to ``level``; returns the Patcher.
 
@@ -104,8 +109,11 @@ def patch(
         modules: app modules to patch (their ``clip`` and ``TRICKS`` attributes); by default every
             loaded module with a ``TRICKS`` attribute of type ``PatchTricks``.
         original: also prepare the original ``train_CLIPstyler.py``: with the warp off (levels
-            a-c), ``torchvision.transforms.RandomPerspective`` becomes a no-op. Call before the
-            script runs.
+            a-c), ``torchvision.transforms.RandomPerspective`` becomes a no-op, the model gets
+            its own normalization of the script's OpenAI-normalized input, and
+            ``torchvision.models.vgg19(pretrained=True)`` loads clipag's cached VGG19. Call
+            before the script runs.
+        device: run CLIP here whatever device the code asks for.
 
     Returns:
         The :class:`Patcher`; ``patcher.restore()`` (or leaving the ``with`` block) undoes everything.
@@ -114,7 +122,12 @@ def patch(
     patcher = Patcher()
     try:
         apps = _app_modules(modules)
-        install_clip_shim(patcher, clip_shim(model, fallback), tuple(apps))
+        install_clip_shim(patcher, clip_shim(model, fallback, force_device=device, openai_input=original),
+                          tuple(apps))
+        if original:
+            import torchvision.models
+
+            patcher.setattr(torchvision.models, "vgg19", pretrained_vgg19)
         for module in apps if tricks is not None else ():
             patcher.setattr(module, "TRICKS", tricks)
         if original and tricks is not None and not tricks.perspective:
@@ -125,3 +138,59 @@ def patch(
         patcher.restore()
         raise
     return patcher
+
+
+def pretrained_vgg19(*args, pretrained: bool = False, weights=None, **kwargs):
+    """``torchvision.models.vgg19`` whose pretrained ``features`` come from clipag's Hub-cached VGG19.
+
+    The same ImageNet weights torchvision downloads from its own host (``timm/vgg19.tv_in1k`` on
+    the Hub, see :mod:`clipag_plugin.vgg`); the classifier keeps its initialization (CLIP-guided
+    apps read ``.features`` only). Offline without the file: one line naming the fetch command.
+
+    Args:
+        args: passed to torchvision's ``vgg19``.
+        pretrained: the old torchvision flag.
+        weights: the new torchvision argument; anything but None means pretrained.
+        kwargs: passed to torchvision's ``vgg19``.
+
+    Returns:
+        The torchvision VGG19 module.
+    """
+    from torchvision.models import vgg as tv_vgg
+
+    from clipag_plugin import hub, vgg
+
+    model = tv_vgg.vgg19(*args, weights=None, **kwargs)
+    if pretrained or weights is not None:
+        try:
+            features = vgg.load_vgg19_features("cpu")
+        except hub.OfflineError as err:
+            raise SystemExit(f"clipag: the script asks for torchvision's pretrained VGG19; {err}") from None
+        model.features.load_state_dict(features.state_dict())
+    return model
+
+
+def script_hooks(level: Optional[str], device: Optional[str] = None) -> dict:
+    """Names of ``train_CLIPstyler.py`` to rebind while it runs, for ``level``.
+
+    Args:
+        level: ``"full"``, ``"a"``, ``"b"``, ``"c"`` (or an alias), or None.
+        device: the device its hard-coded ``device`` becomes (None: the CPU, only on machines
+            without CUDA).
+
+    Returns:
+        ``{name: function(value) -> value}``: ``device``, and ``args`` adjusted for the level.
+    """
+    tricks = None if level is None else tricks_for(level)
+
+    def adjust(args):
+        if tricks is None or not hasattr(args, "thresh"):
+            return args
+        if tricks.threshold is None:
+            args.thresh = 0.0
+        if not tricks.patch_loss:
+            args.lambda_patch = 0.0
+            args.num_crops = 1
+        return args
+
+    return {"device": device_hook(device), "args": adjust}

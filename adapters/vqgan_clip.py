@@ -21,6 +21,13 @@ The cutout switches act on the app's cutout constructors: a ``make_cutouts(cut_m
 cutn, cut_pow)`` function (the bundled example) and the reference script's classes
 ``MakeCutouts`` / ``MakeCutoutsOrig`` / ``MakeCutoutsUpdate`` / ``MakeCutoutsPoolingUpdate`` /
 ``MakeCutoutsNRUpdate`` (constructed as ``(cut_size, cutn, cut_pow=1.)``), whichever exist.
+
+Every ``patch`` also makes taming importable with any Lightning version (the
+``pytorch_lightning.utilities.distributed`` stand-in) and makes taming's
+``init_from_ckpt`` read checkpoints through clipag's safe Lightning reader (the stock method
+calls ``torch.load`` without ``weights_only``, which fails on real checkpoints under torch >= 2.6).
+nerdyrodent's ``generate.py`` defines its cutout classes and uses them at import time, so for
+that script the switches are applied while it runs (:func:`script_hooks`, ``clipag run vqgan-clip``).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from clipag_plugin.guidance.cutouts import DEFAULT_AUGMENT, DEFAULT_NOISE, Cutou
 
 from ._patch import Patcher, clip_shim, install_clip_shim
 
-__all__ = ["patch", "ensure_clip_attributes", "switched_cutouts", "REFERENCE_CUTOUT_CLASSES"]
+__all__ = ["patch", "ensure_clip_attributes", "switched_cutouts", "script_hooks", "safe_init_from_ckpt",
+           "REFERENCE_CUTOUT_CLASSES"]
 
 # The reference script's cutout classes and the cutout mode each one implements.
 REFERENCE_CUTOUT_CLASSES = {
@@ -118,6 +126,8 @@ def patch(
     single_cutout: bool = True,
     no_augment: bool = True,
     no_noise: bool = True,
+    original: bool = False,
+    device: Optional[str] = None,
 ) -> Patcher:
     """Apply the switches to ``app`` (and to ``sys.modules`` for the clip swap); returns the Patcher.
 
@@ -128,14 +138,18 @@ def patch(
             name; clipag's ``"ViT-B/32"`` is the CLIPAG robust ViT-B/32).
         fallback: model used when the wanted weights are neither cached nor reachable.
         swap_clip, attributes, single_cutout, no_augment, no_noise: see the module docstring.
+        original: the code normalizes with OpenAI's mean/std itself (nerdyrodent's script does),
+            so a model with other statistics gets its own.
+        device: run CLIP here whatever device the code asks for.
 
     Returns:
         The :class:`Patcher`; ``patcher.restore()`` (or leaving the ``with`` block) undoes everything.
     """
     patcher = Patcher()
     try:
+        _make_taming_safe(patcher)
         if swap_clip:
-            shim = clip_shim(model, fallback)
+            shim = clip_shim(model, fallback, force_device=device, openai_input=original)
             if attributes:
                 _wrap_load(shim, app, patcher)
             install_clip_shim(patcher, shim, (app,) if app is not None else ())
@@ -165,3 +179,74 @@ def _wrap_load(shim: types.ModuleType, app: Optional[types.ModuleType], patcher:
 
     load.__doc__ = inner_load.__doc__
     shim.load = load
+
+
+def script_hooks(single_cutout: bool = True, no_augment: bool = True, no_noise: bool = True) -> dict:
+    """The reference script's cutout classes, rebound as soon as the script defines them.
+
+    Args:
+        single_cutout: one whole-image cutout instead of ``cutn``.
+        no_augment: no kornia augmentation.
+        no_noise: no per-cutout noise.
+
+    Returns:
+        ``{class name: function(class) -> constructor}`` for ``run_script``; empty with every
+        switch off (the script's own classes run).
+    """
+    switches = {"single_cutout": single_cutout, "no_augment": no_augment, "no_noise": no_noise}
+    if not any(switches.values()):
+        return {}
+    return {name: (lambda value, mode=mode: _factory(mode, switches)) for name, mode in REFERENCE_CUTOUT_CLASSES.items()}
+
+
+def safe_init_from_ckpt(self, path, ignore_keys=()) -> None:
+    """taming's ``init_from_ckpt`` through clipag's allow-listed Lightning reader.
+
+    Args:
+        self: the taming model.
+        path: the checkpoint file.
+        ignore_keys: state-dict key prefixes to drop, as taming's own method.
+    """
+    from clipag_plugin.vqgan import read_lightning_checkpoint
+
+    checkpoint = read_lightning_checkpoint(path)
+    state = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
+    state = {k: v for k, v in state.items() if not any(k.startswith(prefix) for prefix in ignore_keys)}
+    self.load_state_dict(state, strict=False)
+
+
+class _UnusedTrainingLoss(torch.nn.Module):
+    """Stands in for taming's ``VQLPIPSWithDiscriminator`` while a program builds a VQGAN to generate
+    with: that loss only trains (programs delete it), and building it downloads LPIPS and VGG16
+    weights, which fails offline."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+
+def _make_taming_safe(patcher: Patcher) -> None:
+    """Lightning shim for taming's old import, the safe ``init_from_ckpt`` on its models, and no
+    download for the training loss a generating program builds and deletes."""
+    try:
+        from clipag_plugin.vqgan import import_taming_vqgan, install_lightning_shim
+
+        install_lightning_shim()
+        taming_vqgan = import_taming_vqgan()
+    except ImportError:
+        return  # taming not installed: nothing to make safe (apps fail at their own import, clearly)
+    try:  # the training loss is deleted after loading; building it would download LPIPS/VGG weights
+        from taming.modules.losses import vqperceptual
+
+        patcher.setattr(vqperceptual, "VQLPIPSWithDiscriminator", _UnusedTrainingLoss)
+    except ImportError:
+        pass
+    for name in ("VQModel", "GumbelVQ"):
+        cls = getattr(taming_vqgan, name, None)
+        if cls is not None and "init_from_ckpt" in cls.__dict__:
+            patcher.setattr(cls, "init_from_ckpt", safe_init_from_ckpt)
+    try:
+        from taming.models import cond_transformer
+    except ImportError:
+        return
+    if "init_from_ckpt" in cond_transformer.Net2NetTransformer.__dict__:
+        patcher.setattr(cond_transformer.Net2NetTransformer, "init_from_ckpt", safe_init_from_ckpt)

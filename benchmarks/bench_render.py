@@ -1,7 +1,9 @@
 """Stroke rasterizer speed: forward + backward of CLIPDraw's reference scene (256 paths, 224 px).
 
-Times, side by side in one run, the PyTorch rasterizer at several tile sizes and, when pydiffvg
-is installed, pydiffvg's CPU build on the same scene (2x2 samples per pixel, as CLIPDraw renders).
+Times, side by side in one run, the PyTorch rasterizer at several tile sizes, the same scene
+through clipag's pydiffvg interface (the notebook's calls: serialize_scene, apply, compositing
+over white) and, when pydiffvg is installed, pydiffvg's CPU build on the same scene (2x2 samples
+per pixel, as CLIPDraw renders).
 Three scenes: the notebook's random start (width 1, short curves), a "drawn" one (longer curves,
 widths 1-8, like a CLIPDraw run a few hundred steps in) and a "wide" one (widths 10-20). Reports medians of process CPU
 time (steadier than wall time on a shared machine) and of wall time, and ratios to the default (tile 8).
@@ -47,6 +49,40 @@ def clipdraw_scene(seed: int, paths: int, size: int, spread: float, min_width: f
     return pts, segments, widths, colors
 
 
+def _per_path_leaves(pts, segments, widths, colors):
+    """Every path's points, width and colour as leaves of their own, as CLIPDraw creates them."""
+    leaf = lambda t: t.detach().clone().requires_grad_()  # noqa: E731
+    paths = [leaf(p) for p in torch.split(pts.detach(), [3 * n + 1 for n in segments])]
+    return paths, [leaf(w) for w in widths], [leaf(c) for c in colors]
+
+
+def _scene_render(pts, segments, widths, colors, size: int):
+    """The bundled CLIPDraw example's path: per-path leaves packed by StrokeScene.from_paths, then render."""
+    from clipag_plugin.render import StrokeScene, render
+
+    paths, path_widths, path_colors = _per_path_leaves(pts, segments, widths, colors)
+    return lambda: render(StrokeScene.from_paths(paths, path_widths, path_colors, size, size), backend="torch")
+
+
+def _compat_render(pts, segments, widths, colors, size: int):
+    """The CLIPDraw notebook's calls through clipag's pydiffvg interface, composited over white as
+    the notebook does; the per-path objects are built before the clock starts (they persist in a run)."""
+    from clipag_plugin.render import pydiffvg_compat as pydiffvg
+
+    paths, path_widths, path_colors = _per_path_leaves(pts, segments, widths, colors)
+    shapes = [pydiffvg.Path(num_control_points=torch.full((n,), 2, dtype=torch.int32), points=p, stroke_width=w,
+                            is_closed=False) for n, p, w in zip(segments, paths, path_widths, strict=True)]
+    groups = [pydiffvg.ShapeGroup(shape_ids=torch.tensor([k]), fill_color=None, stroke_color=c)
+              for k, c in enumerate(path_colors)]
+
+    def render():
+        args = pydiffvg.RenderFunction.serialize_scene(size, size, shapes, groups)
+        img = pydiffvg.RenderFunction.apply(size, size, 2, 2, 0, None, *args)
+        return img[:, :, 3:4] * img[:, :, :3] + torch.ones(size, size, 3, device=img.device) * (1 - img[:, :, 3:4])
+
+    return render
+
+
 def time_interleaved(contenders, scene, size: int, repeats: int) -> dict[str, tuple[float, float]]:
     """Median (cpu seconds, wall seconds) of render + backward per contender, runs interleaved."""
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in contenders}
@@ -54,8 +90,14 @@ def time_interleaved(contenders, scene, size: int, repeats: int) -> dict[str, tu
         for name, backend, options in contenders:
             pts, segments, widths, colors = scene
             pts, widths, colors = (t.clone().requires_grad_() for t in (pts, widths, colors))
+            per_path = {"pydiffvg-interface": _compat_render, "scene": _scene_render}.get(backend)
+            if per_path is not None:
+                draw = per_path(pts, segments, widths, colors, size)
             c0, w0 = time.process_time(), time.perf_counter()
-            image = render_with(backend, pts[None], segments, widths[None], colors[None], size, size, **options)
+            if per_path is not None:
+                image = draw()
+            else:
+                image = render_with(backend, pts[None], segments, widths[None], colors[None], size, size, **options)
             image.sum().backward()
             if pts.is_cuda:
                 torch.cuda.synchronize()
@@ -101,7 +143,9 @@ def main() -> None:
     scenes = {"start (notebook init)": (0.1, 1.0, 1.0), "drawn (long, widths 1-8)": (0.4, 1.0, 8.0),
               "wide (long, widths 10-20)": (0.4, 10.0, 20.0)}
     contenders = [("torch tile 8 (default)", "torch", {"tile": 8}), ("torch tile 4", "torch", {"tile": 4}),
-                  ("torch tile 16", "torch", {"tile": 16})]
+                  ("torch tile 16", "torch", {"tile": 16}),
+                  ("per-path leaves: StrokeScene.from_paths + render (the bundled example)", "scene", {}),
+                  ("per-path leaves: pydiffvg interface (the notebook's calls)", "pydiffvg-interface", {})]
     if HAS_DIFFVG:
         contenders.append(("pydiffvg 2x2", "diffvg", {"samples": 2}))
     else:

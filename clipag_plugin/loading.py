@@ -290,9 +290,10 @@ def load_or_fallback(
     except OSError as err:
         if fallback is None or fallback == name:
             raise
+        reason = str(err).splitlines()[0].split(". ")[0].rstrip(".")
         warnings.warn(
-            f"clipag: model {name!r} is not available offline ({str(err).splitlines()[0][:200]}); "
-            f"using the embedded {fallback!r} model instead.",
+            f"clipag: model {name!r} is not available offline; using the embedded {fallback!r} model instead "
+            f"({reason}; `clipag download {name}` on a connected machine fetches it).",
             stacklevel=2,
         )
         model, preprocess = load(fallback, device=device)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gmm": ("clipag_plugin.cli.gmm", "fit the Gaussian initialization used by `generate --init gmm`"),
     "finetune": ("clipag_plugin.cli.finetune", "adversarially fine-tune a CLIP image encoder (CLIPAG recipe)"),
     "eval": ("clipag_plugin.cli.evaluate", "zero-shot, retrieval, robustness and judge evaluation"),
+    "run": ("clipag_plugin.cli.run", "run an original CLIP-guided program (CLIPDraw, VQGAN-CLIP, CLIPStyler) on clipag"),
 }
 
 

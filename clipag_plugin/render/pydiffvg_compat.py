@@ -171,6 +171,14 @@ class _Scene:
     def __init__(self, width: int, height: int, shapes: Sequence[Any], groups: Sequence[ShapeGroup]):
         self.width, self.height, self.shapes, self.groups = width, height, list(shapes), list(groups)
 
+    def shape(self, index: Any) -> Any:
+        """The shape a group refers to, with an error naming the index when there is none."""
+        index = int(index)
+        if not 0 <= index < len(self.shapes):
+            raise IndexError(f"pydiffvg (clipag): a ShapeGroup refers to shape {index}, but there are "
+                             f"{len(self.shapes)} shapes")
+        return self.shapes[index]
+
 
 _KAPPA = 4.0 * (math.sqrt(2.0) - 1.0) / 3.0  # cubic control distance of a quarter circle
 
@@ -259,20 +267,26 @@ def _open_strokes(scene: _Scene) -> Optional[tuple[list, list]]:
         if group.fill_color is not None or not isinstance(group.stroke_color, torch.Tensor):
             return None
         ids = group.shape_ids
-        if (ids.numel() if isinstance(ids, torch.Tensor) else len(ids)) != 1:
-            return None
+        cached = group.__dict__.get("_clipag_index")
+        if cached is not None and cached[0] is ids:  # shape_ids of a group rarely change: skip int(tensor)
+            index = cached[1]
+        else:
+            if (ids.numel() if isinstance(ids, torch.Tensor) else len(ids)) != 1:
+                return None
+            index = int(ids[0])
+            group._clipag_index = (ids, index)
         matrix = group.shape_to_canvas
         if matrix is not _IDENTITY and not torch.equal(torch.as_tensor(matrix, dtype=torch.float32), _IDENTITY):
             return None
-        shape = scene.shapes[int(ids[0])]
+        shape = scene.shape(index)
         if type(shape) is not Path or shape.is_closed or not _all_cubic(shape.num_control_points):
             return None
         paths.append(shape)
     return paths, scene.groups
 
 
-def _render_premultiplied(scene: _Scene) -> torch.Tensor:
-    """``(4, H, W)`` premultiplied RGBA of the scene."""
+def _render_premultiplied(scene: _Scene, premultiplied: bool = True) -> torch.Tensor:
+    """``(4, H, W)`` RGBA of the scene: premultiplied, or straight (colour / alpha) when asked."""
     strokes = _open_strokes(scene) if scene.groups else None
     if strokes is not None:
         paths, groups = strokes
@@ -280,12 +294,13 @@ def _render_premultiplied(scene: _Scene) -> torch.Tensor:
         segments = [s.points.shape[0] // 3 for s in paths]
         widths = torch.stack([_width(s) for s in paths]).to(points)
         colors = torch.stack([g.stroke_color for g in groups]).to(points)
-        return rasterize_strokes(points, segments, widths, colors, scene.height, scene.width, None)
+        return rasterize_strokes(points, segments, widths, colors, scene.height, scene.width, None,
+                                 premultiplied=premultiplied)
     layers = []
     for group in scene.groups:
         ids = torch.as_tensor(group.shape_ids).reshape(-1).tolist()
         fill, stroke = _color(group.fill_color, "fill_color"), _color(group.stroke_color, "stroke_color")
-        outlines = [_transform(_outline(scene.shapes[i])[0].to(get_device()), group.shape_to_canvas) for i in ids]
+        outlines = [_transform(_outline(scene.shape(i))[0].to(get_device()), group.shape_to_canvas) for i in ids]
         if fill is not None and outlines:
             # one fill over all the group's outlines: the winding number sums over them (holes)
             segments = torch.cat(outlines)
@@ -296,9 +311,18 @@ def _render_premultiplied(scene: _Scene) -> torch.Tensor:
         if stroke is not None:
             for index, segments in zip(ids, outlines, strict=True):  # each shape keeps its own stroke width
                 layers.append(Layer(segments, torch.zeros(segments.shape[0], dtype=torch.long, device=segments.device),
-                                    stroke_width=_width(scene.shapes[index]).to(segments),
+                                    stroke_width=_width(scene.shape(index)).to(segments),
                                     stroke_color=stroke.to(segments)))
-    return rasterize_layers(layers, scene.height, scene.width)
+    out = rasterize_layers(layers, scene.height, scene.width)
+    return out if premultiplied else _straight(out)
+
+
+def _straight(premultiplied: torch.Tensor) -> torch.Tensor:
+    """Colour divided by alpha where the alpha is above 1e-6 (pydiffvg's output), alpha kept."""
+    color, alpha = premultiplied[:3], premultiplied[3:]
+    covered = alpha > 1e-6
+    color = torch.where(covered, color / torch.where(covered, alpha, torch.ones_like(alpha)), 0.0)
+    return torch.cat([color, alpha])
 
 
 class RenderFunction:
@@ -323,11 +347,6 @@ class RenderFunction:
         Returns:
             ``[scene]``, to be passed on as ``*scene_args``.
         """
-        for group in shape_groups:
-            for index in torch.as_tensor(group.shape_ids).reshape(-1).tolist():
-                if not 0 <= index < len(shapes):
-                    raise IndexError(f"pydiffvg (clipag): a ShapeGroup refers to shape {index}, but there are "
-                                     f"{len(shapes)} shapes")
         return [_Scene(int(canvas_width), int(canvas_height), shapes, shape_groups)]
 
     @staticmethod
@@ -352,15 +371,15 @@ class RenderFunction:
         scene = scene_args[0]
         if (scene.width, scene.height) != (int(width), int(height)):
             scene = _Scene(int(width), int(height), scene.shapes, scene.groups)
+        if background_image is None:
+            return _render_premultiplied(scene, premultiplied=False).permute(1, 2, 0)
         premultiplied = _render_premultiplied(scene)
         color, alpha = premultiplied[:3], premultiplied[3:]
-        if background_image is not None:
-            bg = background_image.to(premultiplied).permute(2, 0, 1)
-            bg_alpha = bg[3:] if bg.shape[0] == 4 else torch.ones_like(alpha)
-            color = color + bg[:3] * bg_alpha * (1.0 - alpha)
-            alpha = alpha + bg_alpha * (1.0 - alpha)
-        straight = torch.where(alpha > 1e-6, color / alpha.clamp_min(1e-6), torch.zeros_like(color))
-        return torch.cat([straight, alpha]).permute(1, 2, 0)
+        bg = background_image.to(premultiplied).permute(2, 0, 1)
+        bg_alpha = bg[3:] if bg.shape[0] == 4 else torch.ones_like(alpha)
+        color = color + bg[:3] * bg_alpha * (1.0 - alpha)
+        alpha = alpha + bg_alpha * (1.0 - alpha)
+        return _straight(torch.cat([color, alpha])).permute(1, 2, 0)
 
 
 def imwrite(img: Any, filename: str, gamma: float = 2.2, normalize: bool = False) -> None:

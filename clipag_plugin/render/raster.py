@@ -146,11 +146,13 @@ def _nearest_piece(a, b, cols: torch.Tensor, rows: torch.Tensor, group_of: torch
     return torch.full_like(best, -1, dtype=torch.long).scatter_reduce_(0, index, pair, "amax")
 
 
-def _composite(alpha: torch.Tensor, rgb: torch.Tensor, group_tile: torch.Tensor, bg_tiles: torch.Tensor):
+def _composite(alpha: torch.Tensor, rgb: torch.Tensor, group_tile: torch.Tensor, bg_tiles: torch.Tensor,
+               straight: bool = False):
     """'Over' of the layers of each tile, in order, onto its background.
 
     ``alpha`` ``(G, T*T)`` and ``rgb`` ``(G, 3)`` are layers sorted by tile then path;
-    ``group_tile`` ``(G,)`` the (sorted) tile of each; ``bg_tiles`` ``(N, 3, T*T)``.
+    ``group_tile`` ``(G,)`` the (sorted) tile of each; ``bg_tiles`` ``(N, 3, T*T)``, or
+    ``(N, 4, T*T)`` zeros for a transparent canvas (premultiplied RGBA out).
     Returns the composited tiles that hold layers and their indices into ``bg_tiles``.
     """
     tiles, tile_of, per_tile = torch.unique_consecutive(group_tile, return_inverse=True, return_counts=True)
@@ -162,7 +164,14 @@ def _composite(alpha: torch.Tensor, rgb: torch.Tensor, group_tile: torch.Tensor,
     through = torch.cumprod((1.0 - alpha_stack).flip(1), 1).flip(1)
     above = torch.cat([through[:, 1:], through.new_ones(n, 1, p)], 1)
     color = torch.einsum("nmp,nmc->ncp", alpha_stack * above, rgb_stack)
-    return color + bg_tiles[tiles] * through[:, :1], tiles
+    bg = bg_tiles[tiles]
+    if bg.shape[1] == 4:  # transparent canvas: colour stays premultiplied, alpha = 1 - total transmittance
+        coverage = 1.0 - through[:, :1]
+        if straight:  # colour divided by alpha, on the covered tiles only
+            covered = coverage > 1e-6
+            color = torch.where(covered, color / torch.where(covered, coverage, torch.ones_like(coverage)), 0.0)
+        return torch.cat([color, coverage], 1), tiles
+    return color + bg * through[:, :1], tiles
 
 
 def rasterize_strokes(
@@ -176,6 +185,7 @@ def rasterize_strokes(
     *,
     tile: int = 8,
     tolerance: float = 0.1,
+    premultiplied: bool = True,
 ) -> torch.Tensor:
     """Render open cubic-Bezier strokes, composited in order over ``background``.
 
@@ -194,6 +204,8 @@ def rasterize_strokes(
         tile: side of the culling tiles in pixels. Small tiles cull tightly, large ones cost less
             bookkeeping; 8 is the fastest on CPU over a CLIPDraw run (benchmarks/bench_render.py).
         tolerance: largest distance in pixels between a curve and its flattened pieces.
+        premultiplied: with ``background=None``, False divides the colour by the alpha where the
+            alpha is above 1e-6 (straight RGBA, pydiffvg's layout); ignored otherwise.
 
     Returns:
         ``(3, H, W)`` (or ``(B, 3, H, W)`` for batched input) RGB images; four channels with
@@ -269,9 +281,7 @@ def rasterize_strokes(
 
     # 4. composite each tile's layers in path order over the background
     rgba = colors[g_batch, g_path]
-    # transparent canvas: a fourth channel of ones accumulates coverage into alpha
-    paint = rgba[:, :3] if channels == 3 else torch.cat([rgba[:, :3], torch.ones_like(rgba[:, 3:])], 1)
-    color, tiles = _composite(coverage * rgba[:, 3:], paint, g_tile, bg_tiles)
+    color, tiles = _composite(coverage * rgba[:, 3:], rgba[:, :3], g_tile, bg_tiles, straight=not premultiplied)
     out = bg_tiles.index_copy(0, tiles, color)
     out = out.reshape(batch, n_ty, n_tx, channels, tile, tile).permute(0, 3, 1, 4, 2, 5)
     out = out.reshape(batch, channels, n_ty * tile, n_tx * tile)[..., :height, :width]

@@ -158,7 +158,9 @@ def test_unsupported_input_is_named():
     with pytest.raises(NotImplementedError, match="LinearGradient"):
         _render(shapes, groups)
     with pytest.raises(IndexError, match="shape 5"):
-        pydiffvg.RenderFunction.serialize_scene(W, H, shapes, [pydiffvg.ShapeGroup(torch.tensor([5]), None)])
+        _render(shapes, [pydiffvg.ShapeGroup(torch.tensor([5]), None, stroke_color=torch.ones(4))])
+    with pytest.raises(IndexError, match="shape 5"):
+        _render(shapes, [pydiffvg.ShapeGroup(torch.tensor([5]), torch.ones(4))])
     with pytest.raises(TypeError, match="serialize_scene"):
         pydiffvg.RenderFunction.apply(W, H, 2, 2, 0, None, "not a scene")
 

@@ -1,0 +1,187 @@
+"""Run a user's unmodified script (or notebook cells) with some module-level names rebound.
+
+The original CLIP-guided programs do everything at import time: ``generate.py`` defines its
+cutout classes and uses them a few lines later, the CLIPDraw notebook sets ``NUM_AUGS`` inside
+its loop, CLIPStyler assigns ``device = 'cuda'`` right before loading CLIP. Attributes patched
+from outside cannot reach those names. This module compiles the script with one small AST pass:
+after every statement at module level (including inside ``for``/``if``/``with``/``try`` blocks,
+but not inside functions or classes) that binds one of the hooked names, it inserts::
+
+    NAME = __clipag_rebind__("NAME", NAME)
+
+so the hook sees every value the script gives the name and returns the one to use. Line numbers
+and the file name stay the script's own, so tracebacks point at the user's code. The same pass is
+registered with IPython for notebooks (:func:`install_cell_hooks`).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+__all__ = ["Rebinder", "bound_names", "compile_with_hooks", "run_script", "install_cell_hooks", "REBIND"]
+
+REBIND = "__clipag_rebind__"
+Hook = Callable[[Any], Any]
+
+
+def _target_names(target: ast.AST) -> set[str]:
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return set().union(*(_target_names(t) for t in target.elts)) if target.elts else set()
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return set()
+
+
+def bound_names(statement: ast.stmt) -> set[str]:
+    """Names a module-level statement binds (assignments, ``def``, ``class``, imports, ``for`` targets).
+
+    Args:
+        statement: one statement.
+
+    Returns:
+        The names it binds in the namespace it runs in.
+    """
+    if isinstance(statement, ast.Assign):
+        return set().union(*(_target_names(t) for t in statement.targets))
+    if isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
+        return _target_names(statement.target)
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return {(alias.asname or alias.name).split(".")[0] for alias in statement.names if alias.name != "*"}
+    return set()
+
+
+class Rebinder(ast.NodeTransformer):
+    """Insert ``NAME = __clipag_rebind__("NAME", NAME)`` after module-level bindings of ``names``."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = set(names)
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        node.body = self._block(node.body)
+        return node
+
+    def _block(self, statements: list) -> list:
+        out = []
+        for statement in statements:
+            if isinstance(statement, (ast.For, ast.AsyncFor, ast.While, ast.If)):
+                statement.body = self._block(statement.body)
+                statement.orelse = self._block(statement.orelse)
+            elif isinstance(statement, (ast.With, ast.AsyncWith)):
+                statement.body = self._block(statement.body)
+            elif isinstance(statement, ast.Try):
+                statement.body = self._block(statement.body)
+                statement.orelse = self._block(statement.orelse)
+                statement.finalbody = self._block(statement.finalbody)
+                for handler in statement.handlers:
+                    handler.body = self._block(handler.body)
+            out.append(statement)
+            loop_targets = _target_names(statement.target) if isinstance(statement, (ast.For, ast.AsyncFor)) else set()
+            for name in sorted((bound_names(statement) | loop_targets) & self.names):
+                call = ast.Call(func=ast.Name(REBIND, ast.Load()),
+                                args=[ast.Constant(name), ast.Name(name, ast.Load())], keywords=[])
+                out.append(ast.copy_location(ast.Assign(targets=[ast.Name(name, ast.Store())], value=call), statement))
+        return out
+
+
+def compile_with_hooks(source: str, filename: str, names: Sequence[str]):
+    """Compile ``source`` with the rebinding pass for ``names``.
+
+    Args:
+        source: the script's text.
+        filename: shown in tracebacks.
+        names: the module-level names to hook.
+
+    Returns:
+        A code object for ``exec``.
+    """
+    tree = Rebinder(names).visit(ast.parse(source, filename))
+    return compile(ast.fix_missing_locations(tree), filename, "exec")
+
+
+def _rebind_function(hooks: Mapping[str, Hook]) -> Callable[[str, Any], Any]:
+    def rebind(name: str, value: Any) -> Any:
+        return hooks[name](value)
+
+    return rebind
+
+
+def run_script(path: str | os.PathLike, argv: Sequence[str] = (), hooks: Optional[Mapping[str, Hook]] = None,
+               extra_globals: Optional[Mapping[str, Any]] = None) -> dict:
+    """Run ``path`` as ``__main__`` with ``sys.argv = [path, *argv]``, the hooked names rebound.
+
+    The script's folder comes first on ``sys.path`` (as ``python script.py`` does) and
+    ``sys.argv``/``sys.path`` are restored afterwards.
+
+    Args:
+        path: the script.
+        argv: its command-line arguments.
+        hooks: ``{name: function(value) -> value}`` applied whenever the script binds ``name``.
+        extra_globals: further names placed in the script's namespace before it runs.
+
+    Returns:
+        The script's global namespace after it ran.
+    """
+    path = Path(path)
+    source = path.read_text(encoding="utf-8")
+    hooks = dict(hooks or {})
+    code = compile_with_hooks(source, str(path), list(hooks))
+    namespace = {"__name__": "__main__", "__file__": str(path), "__builtins__": builtins,
+                 REBIND: _rebind_function(hooks), **(extra_globals or {})}
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [str(path), *argv]
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        exec(code, namespace)
+    finally:
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+    return namespace
+
+
+class _CellTransformer(ast.NodeTransformer):
+    """IPython AST transformer: the rebinding pass on every cell run after it is installed."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.rebinder = Rebinder(names)
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        return self.rebinder.visit_Module(node)
+
+
+def install_cell_hooks(patcher: Any, hooks: Mapping[str, Hook]) -> bool:
+    """In IPython/Jupyter, apply the hooks to every later cell (undone by ``patcher``).
+
+    Args:
+        patcher: the adapter's :class:`~clipag_plugin.adapters._patch.Patcher`.
+        hooks: ``{name: function(value) -> value}``.
+
+    Returns:
+        True when an IPython shell was found and the hooks installed.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    transformer = _CellTransformer(list(hooks))
+    shell.ast_transformers.append(transformer)
+    shell.user_ns[REBIND] = _rebind_function(dict(hooks))
+
+    def undo() -> None:
+        if transformer in shell.ast_transformers:
+            shell.ast_transformers.remove(transformer)
+        shell.user_ns.pop(REBIND, None)
+
+    patcher.add_undo(undo)
+    return True

@@ -1,0 +1,207 @@
+"""`clipag run`: the original programs, unmodified, on clipag: offline, on the CPU, with the encoder
+images per step counted with the tricks off and on. The scripts in tests/apps/scripts/ follow the
+upstream files they name (the CLIPDraw notebook, nerdyrodent's generate.py, train_CLIPstyler.py)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from clipag_plugin.adapters import _script
+from clipag_plugin.adapters.runner import run
+from PIL import Image
+
+from clipag_plugin.cli import main as clipag_main
+
+SCRIPTS = Path(__file__).with_name("scripts")
+
+
+@pytest.fixture
+def offline(offline_hub, monkeypatch, tiny_model_dir):
+    """Offline, nothing cached: every CLIP name falls back (to a tiny model standing in for mini)."""
+    monkeypatch.setenv("CLIPAG_OFFLINE", "1")
+    return str(tiny_model_dir)
+
+
+# --- the rebinding pass ------------------------------------------------------------------------
+
+
+def test_rebinding_reaches_module_level_names_in_blocks_but_not_functions(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import sys\n"
+        "device = 'cuda'\n"
+        "seen = []\n"
+        "for t in range(3):\n"
+        "    N = 4\n"
+        "    seen.append(N)\n"
+        "def f():\n"
+        "    N = 7\n"
+        "    return N\n"
+        "class MakeCutouts:\n"
+        "    pass\n"
+        "inner = f()\n"
+        "argv = sys.argv[1:]\n"
+    )
+    calls = []
+
+    def hook(value):
+        calls.append(value)
+        return 1
+
+    ns = _script.run_script(script, ["--x", "1"], {"N": hook, "device": lambda v: "cpu",
+                                                   "MakeCutouts": lambda cls: "replaced"})
+    assert ns["seen"] == [1, 1, 1] and calls == [4, 4, 4]  # inside the loop, every time
+    assert ns["inner"] == 7  # a function's local of the same name is left alone
+    assert ns["device"] == "cpu" and ns["MakeCutouts"] == "replaced"
+    assert ns["argv"] == ["--x", "1"] and sys.argv[0] != str(script)  # argv restored
+
+
+def test_tracebacks_point_at_the_users_file_and_line(tmp_path):
+    script = tmp_path / "boom.py"
+    script.write_text("x = 1\n\n\nraise RuntimeError('here')\n")
+    with pytest.raises(RuntimeError) as info:
+        _script.run_script(script, [], {"x": lambda v: v})
+    frames = [f for f in info.traceback if str(f.path) == str(script)]
+    assert frames and frames[-1].lineno + 1 == 4
+
+
+def test_bound_names_of_each_statement_kind():
+    tree = ast.parse("a, (b, *c) = 1, (2, 3)\nd: int = 1\ne += 1\nimport f.g as h\nfrom i import j\n"
+                     "def k(): pass\nclass L: pass\n")
+    names = set().union(*(_script.bound_names(s) for s in tree.body))
+    assert names == {"a", "b", "c", "d", "e", "h", "j", "k", "L"}
+
+
+# --- the three programs ------------------------------------------------------------------------
+
+
+def test_clipdraw_notebook_runs_with_one_image_per_step(offline, tmp_path, caplog):
+    report = run("clipdraw", SCRIPTS / "clipdraw_notebook.py", [str(tmp_path)], fallback=offline, tricks="off")
+    assert Image.open(tmp_path / "iter_final.png").size == (224, 224)
+    assert (tmp_path / "final.svg").read_text().startswith("<svg")
+    assert report.encoder_images == 3 and report.encoder_calls == 3  # 3 steps, NUM_AUGS rebound to 1
+    assert report.models == [offline]
+    assert "no CUDA" in caplog.text and "not available offline" in caplog.text
+    assert "pydiffvg" not in sys.modules or not getattr(sys.modules["pydiffvg"], "__clipag_compat__", False)
+
+
+def test_clipdraw_notebook_with_tricks_on_shows_four_copies(offline, tmp_path):
+    report = run("clipdraw", SCRIPTS / "clipdraw_notebook.py", [str(tmp_path)], fallback=offline, tricks="on")
+    assert report.encoder_images == 12 and report.encoder_calls == 3
+
+
+@pytest.fixture
+def tiny_vqgan_files(tmp_path):
+    pytest.importorskip("taming")
+    from clipag_plugin.vqgan import random_vqgan
+    from tests.vqgan.conftest import TAMING_YAML, lightning_checkpoint
+
+    config = tmp_path / "tiny.yaml"
+    # the real configs name no checkpoint inside; the training loss is the real (downloading) one
+    config.write_text(TAMING_YAML.replace("    ckpt_path: /nonexistent/should-never-be-read.ckpt\n", ""))
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save(lightning_checkpoint(random_vqgan(seed=0)), checkpoint)
+    return config, checkpoint
+
+
+@pytest.mark.parametrize("tricks, per_step", [("off", 1), ("on", 8)])
+def test_vqgan_generate_runs_with_the_cutout_switches(offline, tiny_vqgan_files, tmp_path, tricks, per_step):
+    config, checkpoint = tiny_vqgan_files
+    out = tmp_path / "out.png"
+    report = run("vqgan-clip", SCRIPTS / "vqgan_generate.py",
+                 ["-p", "a red circle", "-i", "3", "-cuts", "8", "-conf", str(config), "-ckpt", str(checkpoint),
+                  "-o", str(out)], fallback=offline, tricks=tricks)
+    assert Image.open(out).size == (64, 64)
+    assert report.encoder_images == 3 * per_step and report.encoder_calls == 3
+
+
+@pytest.fixture(scope="session")
+def vgg19_hub_file(tmp_path_factory):
+    """torchvision's VGG19 layout, random weights, as the Hub file clipag reads (timm's key names)."""
+    from safetensors.torch import save_file
+
+    from clipag_plugin import vgg
+
+    torch.manual_seed(0)
+    features = vgg.vgg19_features()
+    path = tmp_path_factory.mktemp("vgg") / "model.safetensors"
+    save_file({f"features.{k}": v.contiguous() for k, v in features.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("tricks, per_step", [("off", 2), ("on", 9)])
+def test_clipstyler_train_runs_offline_with_the_hub_vgg(offline, offline_hub, vgg19_hub_file, tmp_path, tricks,
+                                                         per_step, caplog):
+    from tests.conftest import seed_hub_cache
+
+    seed_hub_cache(offline_hub, "timm/vgg19.tv_in1k", {"model.safetensors": vgg19_hub_file.read_bytes()})
+    out = tmp_path / "styled.png"
+    report = run("clipstyler", SCRIPTS / "train_clipstyler.py", ["--num_crops", "8", "--out", str(out)],
+                 fallback=offline, tricks=tricks)
+    assert Image.open(out).size == (64, 64)
+    # the source image once, then per step: the patch crops (8 with tricks on, 1 off) + the global pass
+    assert report.encoder_images == 1 + 2 * per_step
+    assert "no CUDA" in caplog.text  # the script's hard-coded device='cuda'
+    assert "resized" in caplog.text  # 224 px inputs for a model that reads another size
+
+
+def test_clipstyler_without_cached_vgg_is_one_line(offline, tmp_path, capsys):
+    rc = clipag_main(["run", "clipstyler", "--fallback", offline, "--", str(SCRIPTS / "train_clipstyler.py"),
+                      "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "pretrained VGG19" in err and "python -m clipag_plugin.vgg" in err
+    assert "Traceback" not in err
+
+
+def test_cli_reports_the_model_and_the_tricks(offline, tmp_path, capsys):
+    rc = clipag_main(["run", "clipdraw", "--fallback", offline, "--", str(SCRIPTS / "clipdraw_notebook.py"),
+                      str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 0 and "tricks off: augmentation" in err and "3 images reached the image tower in 3 calls" in err
+    assert "ran " + offline in err
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    assert clipag_main(["run", "clipdraw", "--", str(tmp_path / "missing.py")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        script = tmp_path / "s.py"
+        script.write_text("x = 1\n")
+        assert clipag_main(["run", "clipdraw", "--device", "cuda", "--", str(script)]) == 2
+        assert "no CUDA" in capsys.readouterr().err
+
+
+def test_openai_names_map_to_robust_models_or_fail_with_the_choices(caplog):
+    from clipag_plugin.adapters._patch import robust_name
+
+    assert robust_name("ViT-B/32") == "ViT-B/32"
+    assert robust_name("ViT-L/14") == "fare2-ViT-L/14" and "closest robust" in caplog.text
+    with pytest.raises(KeyError, match="fare4-ViT-L/14"):
+        robust_name("RN50")
+
+
+def test_notebook_cells_get_the_hooks_through_ipython(monkeypatch, offline):
+    """patch(notebook=True) in IPython: every later cell runs with NUM_AUGS = 1 and normalized input,
+    as IPython applies its AST transformers to each cell; restore() removes them."""
+    import types
+
+    from clipag_plugin.adapters import clipdraw
+
+    shell = types.SimpleNamespace(ast_transformers=[], user_ns={})
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+
+    def run_cell(source: str) -> None:
+        tree = ast.parse(source)
+        for transformer in shell.ast_transformers:
+            tree = transformer.visit(tree)
+        exec(compile(ast.fix_missing_locations(tree), "<cell>", "exec"), shell.user_ns)
+
+    with clipdraw.patch(notebook=True, fallback=offline):
+        assert len(shell.ast_transformers) == 1
+        run_cell("use_normalized_clip = False\nfor t in range(2):\n    NUM_AUGS = 4\n")
+        assert shell.user_ns["NUM_AUGS"] == 1 and shell.user_ns["use_normalized_clip"] is True
+    assert shell.ast_transformers == [] and "__clipag_rebind__" not in shell.user_ns
