@@ -49,6 +49,8 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--copies", "copies", int, "extra jittered, noisy copies of the image per step (Direct Ascent Synthesis)"),
     ("--jitter", "jitter", int, "max shift of each copy in pixels"),
     ("--copy-noise", "copy_noise", float, "std of the pixel noise of each copy"),
+    ("--precision", "precision", str, "encoder precision: auto (bf16, or fp16, on CUDA; fp32 elsewhere), fp32, "
+                                      "bf16, fp16; pixels and losses stay fp32"),
 ]
 
 
@@ -68,8 +70,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                              "none (the global defaults below), or a preset by name (default: auto)")
     group = parser.add_argument_group("optimization (flags given win over the preset; defaults below are the "
                                       "global ones, the CLIPAG notebook's)")
+    from clipag_plugin.synthesis.accel import PRECISIONS
+
     choices = {"init": list(INITS), "distance": list(DISTANCES), "optimizer": list(OPTIMIZERS),
-               "param": list(PARAMS)}
+               "param": list(PARAMS), "precision": list(PRECISIONS)}
     for flag, name, kind, help_ in _OPTIONS:
         group.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name),
                            help=f"{help_} (default: {_show(getattr(defaults, name))})")
@@ -82,6 +86,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="plain clamp to [0, 1] instead of dynamic thresholding")
     group.add_argument("--truncate", dest="truncate", action="store_true", default=None,
                        help="cut prompts longer than the model's context length instead of failing")
+    group.add_argument("--compile", dest="compile", action="store_true", default=None,
+                       help="torch.compile the encoder (fastest on GPUs for long runs; falls back to eager, "
+                            "announced, where the compiler is unavailable)")
     parser.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0],
                         help="one or more seeds (several: a batch, one image each)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -101,6 +108,8 @@ def explicit_options(args: argparse.Namespace) -> dict[str, Any]:
         given["augment"] = args.augment
     if args.truncate:
         given["truncate"] = True
+    if getattr(args, "compile", None):
+        given["compile"] = True
     if args.no_threshold:
         given["threshold"] = None
     if args.levels is not None:

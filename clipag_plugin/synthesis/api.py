@@ -20,6 +20,7 @@ import torch
 
 from ..guidance.losses import prompt_loss
 from ..guidance.prompts import Prompt, parse_prompts
+from .accel import encoder_autocast, prefer_channels_last
 from .init import INITS, auto_candidates, gmm_init, gray_init, image_init, noise_init
 from .loop import GenerateConfig, GenerationResult, Guide, optimize
 from .param import check_levels, default_levels
@@ -230,6 +231,7 @@ def load_guides(
     guides = []
     for item in items:
         model = _as_model(item, device)
+        prefer_channels_last(model, next(model.parameters()).device)
         texts = _encode_prompts(model, prompts, truncate)
         weights = torch.tensor([p.weight for p in prompts], device=texts.device)
         stops = None
@@ -282,9 +284,11 @@ def make_init(guides: Sequence[Guide], config: GenerateConfig, size: int, seed: 
 
         def score(chunk: torch.Tensor) -> torch.Tensor:
             chunk = chunk.to(device)
+            with encoder_autocast(config.precision, chunk.device):
+                embeddings = [g.model.encode_pixels(chunk).float() for g in guides]
             return sum(
-                prompt_loss(g.model.encode_pixels(chunk).float(), g.texts, g.weights, None, config.distance, len(chunk))
-                for g in guides
+                prompt_loss(e, g.texts, g.weights, None, config.distance, len(chunk))
+                for e, g in zip(embeddings, guides, strict=True)
             ).cpu()
 
         x = gmm_init(gmm, size, generator, score, candidates_for(config, device))

@@ -25,6 +25,7 @@ from ..guidance.views import (
     sample_crop_params,
     sample_view_params,
 )
+from .accel import PRECISIONS, CompiledEncoder, encoder_autocast, fast_matmuls
 from .param import PARAMS, make_param
 
 __all__ = [
@@ -74,6 +75,8 @@ class GenerateConfig:
     copies: int = 0  # extra jittered + noisy copies of the image per step (Direct Ascent Synthesis); 0: none
     jitter: int = 0  # max shift of each copy, whole pixels at the image side
     copy_noise: float = 0.0  # std of the Gaussian pixel noise added to each copy
+    precision: str = "auto"  # encoder precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16
+    compile: bool = False  # torch.compile the encoders (falls back to eager, announced, where unavailable)
 
     def __post_init__(self) -> None:
         checks = [
@@ -94,6 +97,7 @@ class GenerateConfig:
              f"copies={self.copies}, jitter={self.jitter}, copy_noise={self.copy_noise}: must be >= 0"),
             (self.gmm_candidates is None or self.gmm_candidates >= 1,
              f"gmm_candidates={self.gmm_candidates}: need at least 1 (or None: chosen for the device)"),
+            (self.precision in PRECISIONS, f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -128,6 +132,7 @@ class Guide:
     weights: torch.Tensor  # (T,)
     stops: Optional[torch.Tensor]  # (T,) or None
     name: str = ""
+    encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # e.g. compiled; None: model.encode_pixels
 
 
 @dataclass
@@ -214,7 +219,10 @@ def guide_losses(
     whole_total = images.new_zeros(b)
     cosines, whole_cosines = [], []
     for guide in guides:
-        emb = guide.model.encode_pixels(view_batch).float()
+        encode = guide.encoder or guide.model.encode_pixels
+        with encoder_autocast(config.precision, view_batch.device):
+            emb = encode(view_batch)
+        emb = emb.float()
         emb = emb.view(b, n_whole + n_views + n_crops, emb.shape[-1])
         views = emb[:, n_whole : n_whole + n_views].reshape(b * n_views, emb.shape[-1])
         crops = emb[:, n_whole + n_views :].reshape(b * n_crops, emb.shape[-1])
@@ -308,7 +316,9 @@ def optimize(
             best_cos[better] = cosine.detach().float().cpu()[better]
             best_step[better] = k
 
-    with frozen([g.model for g in guides]):
+    if config.compile:
+        guides = [replace(g, encoder=g.encoder or CompiledEncoder(g.model.encode_pixels, g.name)) for g in guides]
+    with frozen([g.model for g in guides]), fast_matmuls(init.device):
         for step in range(config.steps):
             # 1. the image from the parametrization, its views and crops, then the loss of every model
             pixels = param.forward()

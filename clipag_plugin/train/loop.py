@@ -230,8 +230,12 @@ def finetune(
     reference = copy.deepcopy(model.visual).eval().requires_grad_(False) if needs_reference else None
     bank = _class_bank(model, config, class_prompts)
     negatives = _negatives_setup(config, bank, model.visual.input_resolution, d, device)
+    # fused AdamW on CUDA (one kernel for all parameters), the for-each one elsewhere; same math
     optimizer = torch.optim.AdamW(_param_groups(model.visual, config.weight_decay), lr=config.lr,
-                                  betas=config.betas, weight_decay=config.weight_decay)
+                                  betas=config.betas, weight_decay=config.weight_decay,
+                                  fused=device.type == "cuda")
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts (bf16 autocast covers the rest)
 
     # resume: weights, optimizer, counters, data position, RNG
     step, micro, resume_state = 0, 0, {}
