@@ -36,6 +36,8 @@ import torch
 
 from .raster import rasterize_strokes
 from .shapes import Layer, cubic_segments, rasterize_layers
+from .svg import _num as _svg_number
+from .svg import _rgb
 
 __clipag_compat__ = True  # lets clipag tell this module from the real pydiffvg
 
@@ -409,13 +411,9 @@ def imwrite(img: Any, filename: str, gamma: float = 2.2, normalize: bool = False
     Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data).save(filename)
 
 
-def _svg_number(value: float) -> str:
-    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
-
-
 def _svg_rgb(color: torch.Tensor) -> tuple[str, str]:
     c = color.detach().cpu().clamp(0, 1).tolist()
-    return f"rgb({round(255 * c[0])}, {round(255 * c[1])}, {round(255 * c[2])})", _svg_number(c[3])
+    return _rgb(c[:3]), _svg_number(c[3])
 
 
 def save_svg(filename: str, width: int, height: int, shapes: Sequence[Any], shape_groups: Sequence[Any],

@@ -1,5 +1,9 @@
 """Image-caption data: tar shards (img2dataset / webdataset layout), CSV, image folders.
 
+Shards may be local files, ``pipe:COMMAND`` (the command's stdout, e.g. ``pipe:aws s3 cp
+s3://bucket/{00000..00099}.tar -``) or ``http(s)://`` URLs, as webdataset names them: every rank
+streams its own shards without copying them, and resuming re-streams a shard up to its position.
+
 Three layers, each replaceable:
 
 * a *source* lists raw records (key, image bytes or path, caption) for one epoch, shuffled
@@ -70,7 +74,8 @@ _BRACE = re.compile(r"\{([^{}]*)\}")
 
 
 def expand_shards(spec: str) -> list[str]:
-    """``a/{000..009}.tar`` and ``a/{x,y}.tar`` brace patterns, ``::``-joined lists, globs, folders."""
+    """``a/{000..009}.tar`` and ``a/{x,y}.tar`` brace patterns, ``::``-joined lists, globs, folders;
+    ``pipe:COMMAND`` and ``http(s)://`` shards (brace patterns included) are kept as streams."""
     out: list[str] = []
     for part in spec.split("::"):
         m = _BRACE.search(part)
@@ -85,6 +90,9 @@ def expand_shards(spec: str) -> list[str]:
             for c in choices:
                 out += expand_shards(part[: m.start()] + c + part[m.end():])
             continue
+        if _is_stream(part):
+            out.append(part)
+            continue
         path = Path(part).expanduser()
         if path.is_dir():
             out += sorted(str(p) for p in path.glob("*.tar"))
@@ -93,6 +101,29 @@ def expand_shards(spec: str) -> list[str]:
         else:
             out.append(str(path))
     return out
+
+
+def _is_stream(shard: str) -> bool:
+    """A shard read as a stream: ``pipe:COMMAND`` (its stdout) or an http(s) URL, as webdataset names them."""
+    return shard.startswith(("pipe:", "http://", "https://"))
+
+
+def _open_shard(shard: str):
+    """A binary stream of one shard: a local file, a command's stdout (``pipe:``) or an HTTP response."""
+    if shard.startswith("pipe:"):
+        import subprocess
+
+        process = subprocess.Popen(shard[len("pipe:"):], shell=True, stdout=subprocess.PIPE)  # noqa: S602
+        process.stdout._clipag_process = process  # type: ignore[attr-defined]
+        return process.stdout
+    if shard.startswith(("http://", "https://")):
+        import urllib.request
+
+        from .. import __version__
+
+        request = urllib.request.Request(shard, headers={"User-Agent": f"clipag-plugin/{__version__}"})
+        return urllib.request.urlopen(request, timeout=60)  # noqa: S310 - the user's own data URL
+    return open(shard, "rb")
 
 
 def detect_format(spec: str) -> str:
@@ -185,8 +216,10 @@ class TarSource:
     def _members(self, shard: str) -> Iterator[Record]:
         current: Optional[str] = None
         files: dict[str, bytes] = {}
+        stream, failed = None, False
         try:
-            with tarfile.open(shard, mode="r|*") as tar:
+            stream = _open_shard(shard)
+            with tarfile.open(fileobj=stream, mode="r|*") as tar:
                 for member in tar:
                     if not member.isfile():
                         continue
@@ -204,7 +237,13 @@ class TarSource:
                     current = key
                     files[ext.lower()] = data
         except (tarfile.TarError, OSError, EOFError):
-            self.read_errors += 1  # a truncated or unreadable shard ends early; the rest still counts
+            failed = True  # a truncated or unreadable shard ends early; the rest still counts
+        finally:
+            if stream is not None:
+                stream.close()
+                process = getattr(stream, "_clipag_process", None)
+                failed = failed or (process is not None and process.wait() != 0)  # the command failed
+            self.read_errors += int(failed)
         if current is not None:
             yield self._record(current, files)
 

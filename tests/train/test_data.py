@@ -101,3 +101,49 @@ def test_loader_resume_continues_exactly_with_two_workers(tmp_path):
     for a, b in zip(full[consumed:], rest, strict=True):
         assert torch.equal(a["tokens"], b["tokens"]) and torch.equal(a["images"], b["images"])
         assert a["state"] == b["state"]
+
+
+def _serve(folder):
+    """Serve ``folder`` over HTTP on 127.0.0.1; returns (base URL, server)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_streamed_shards_pipe_and_http_read_like_local_ones_and_resume_exactly(tmp_path):
+    write_tar_shards(tmp_path / "shards", 24, 3)
+    local = open_source(str(tmp_path / "shards" / "{00000..00002}.tar"))
+    base, server = _serve(tmp_path / "shards")
+    try:
+        specs = {
+            "pipe": f"pipe:cat {tmp_path / 'shards'}/{{00000..00002}}.tar",
+            "http": f"{base}/{{00000..00002}}.tar",
+        }
+        assert expand_shards(specs["http"]) == [f"{base}/0000{i}.tar" for i in range(3)]
+        assert detect_format(specs["pipe"]) == "tar"
+        reference = _take(CaptionStream(local, 4, 8, seed=3), 8)
+        for name, spec in specs.items():
+            source = open_source(spec)
+            batches = _take(CaptionStream(source, 4, 8, seed=3), 8)
+            for a, b in zip(reference, batches, strict=True):
+                assert torch.equal(a["tokens"], b["tokens"]) and torch.equal(a["images"], b["images"]), name
+            # resume from the position of batch 5: the stream restarts its shard and skips what was read
+            resumed = _take(CaptionStream(source, 4, 8, seed=3, start_states=[batches[4]["state"]], start_micro=5), 3)
+            for a, b in zip(batches[5:], resumed, strict=True):
+                assert torch.equal(a["tokens"], b["tokens"]) and a["state"] == b["state"], name
+            assert source.read_errors == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_failing_pipe_command_counts_as_a_read_error(tmp_path):
+    source = open_source("pipe:exit 3 {0..1}.tar", data_format="tar")
+    assert list(source.epoch(0, 0, 0, 1, 4, shuffle=False)) == []
+    assert source.read_errors == 2
