@@ -87,3 +87,34 @@ def test_precision_and_compile_flags_reach_the_config():
     given = explicit_options(parser.parse_args(["--precision", "bf16", "--compile"]))
     assert given == {"precision": "bf16", "compile": True}
     assert explicit_options(parser.parse_args([])) == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_precision_on_cuda_is_reduced_and_close_to_fp32(tiny_clip):
+    model, _ = tiny_clip
+    model = model.to("cuda").float()
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert accel.autocast_dtype("auto", torch.device("cuda")) is expected
+    guides = load_guides([model], [Prompt("a red circle")], device="cuda")
+    init = torch.rand(2, 3, 32, 32, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    results = {}
+    for precision in ("auto", "fp32"):
+        config = GenerateConfig(steps=6, views=1, crops=0, augment=False, init="noise", threshold=None,
+                                precision=precision)
+        results[precision] = optimize(init, guides, config, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    assert (results["auto"].cosine - results["fp32"].cosine).abs().max() < 0.02
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_encoder_on_cuda_matches_eager(tiny_clip):
+    torch._dynamo.reset()
+    model, _ = tiny_clip
+    model = model.to("cuda").float()
+    guides = load_guides([model], [Prompt("a red circle")], device="cuda")
+    init = torch.rand(1, 3, 32, 32, device="cuda")
+    config = GenerateConfig(steps=3, views=1, crops=0, augment=False, init="noise", threshold=None, precision="fp32")
+    eager = optimize(init, guides, config, [torch.Generator()])
+    compiled = optimize(init, guides, GenerateConfig(**{**config.__dict__, "compile": True}), [torch.Generator()])
+    torch.testing.assert_close(compiled.images, eager.images, atol=1e-3, rtol=0)
