@@ -170,9 +170,9 @@ def clip_shim(model: Optional[str] = None, fallback: Optional[str] = "mini", *, 
     ``fallback`` (the embedded mini model by default) is loaded instead, announced through
     ``logging`` on stderr (an app's warning filter cannot hide it). A CUDA device on a machine
     without CUDA becomes the CPU, also announced; ``force_device`` replaces whatever device the app
-    asks for. ``openai_input``: the app
-    normalizes with OpenAI's mean/std (the original programs do), so a model with other
-    statistics gets its own; ``dedupe``: identical views in one batch reach the encoder once.
+    asks for. ``openai_input``: the app normalizes with OpenAI's mean/std (the original programs
+    do), so a model with other statistics gets its own; ``dedupe``: identical views in one batch
+    reach the encoder once.
     """
     import clipag_plugin
     from clipag_plugin.loading import load_or_fallback

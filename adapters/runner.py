@@ -94,7 +94,7 @@ class RunReport:
 
 
 def _plan(app: str, tricks: str, model: Optional[str], device: Optional[str], fallback: Optional[str]):
-    """``(patcher, hooks, argv_prefix)`` for one app."""
+    """``(patcher, hooks)`` for one app: the adapter applied, and the names to rebind in its script."""
     off = tricks == "off"
     if app == "clipdraw":
         from . import clipdraw
