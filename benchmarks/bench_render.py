@@ -84,26 +84,36 @@ def _compat_render(pts, segments, widths, colors, size: int):
 
 
 def time_interleaved(contenders, scene, size: int, repeats: int) -> dict[str, tuple[float, float]]:
-    """Median (cpu seconds, wall seconds) of render + backward per contender, runs interleaved."""
+    """Median (cpu seconds, wall seconds) of render + backward per contender, runs interleaved.
+
+    The per-path contenders build their objects once and reuse them in every round, as a run
+    does over its steps; the order of the contenders alternates between rounds."""
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in contenders}
+    per_path = {"pydiffvg-interface": _compat_render, "scene": _scene_render}
+    draws = {name: per_path[backend](*scene, size) for name, backend, _ in contenders if backend in per_path}
     for i in range(repeats + 1):
-        for name, backend, options in contenders:
-            pts, segments, widths, colors = scene
-            pts, widths, colors = (t.clone().requires_grad_() for t in (pts, widths, colors))
-            per_path = {"pydiffvg-interface": _compat_render, "scene": _scene_render}.get(backend)
-            if per_path is not None:
-                draw = per_path(pts, segments, widths, colors, size)
+        for name, backend, options in (contenders if i % 2 == 0 else contenders[::-1]):
+            if name not in draws:
+                pts, segments, widths, colors = scene
+                pts, widths, colors = (t.clone().requires_grad_() for t in (pts, widths, colors))
             c0, w0 = time.process_time(), time.perf_counter()
-            if per_path is not None:
-                image = draw()
+            if name in draws:
+                image = draws[name]()
             else:
                 image = render_with(backend, pts[None], segments, widths[None], colors[None], size, size, **options)
             image.sum().backward()
-            if pts.is_cuda:
+            if scene[0].is_cuda:
                 torch.cuda.synchronize()
             if i:  # the first round warms up
                 times[name].append((time.process_time() - c0, time.perf_counter() - w0))
-    return {name: (statistics.median(c for c, _ in t), statistics.median(w for _, w in t)) for name, t in times.items()}
+    medians = {name: (statistics.median(c for c, _ in t), statistics.median(w for _, w in t))
+               for name, t in times.items()}
+    per_path_names = [name for name in draws]
+    if len(per_path_names) == 2:  # the robust statistic on a noisy machine: the median of per-round ratios
+        mine, own = per_path_names[1], per_path_names[0]
+        ratios = [a[0] / b[0] for a, b in zip(times[mine], times[own], strict=True)]
+        medians["_ratio"] = (statistics.median(ratios), float(len(ratios)))
+    return medians
 
 
 def time_step(scene, size: int, repeats: int, augment: bool) -> tuple[float, float]:
@@ -156,9 +166,13 @@ def main() -> None:
     for scene_name, (spread, min_width, max_width) in scenes.items():
         scene = clipdraw_scene(0, args.paths, args.size, spread, min_width, max_width, args.device)
         results = time_interleaved(contenders, scene, args.size, args.repeats)
+        ratio = results.pop("_ratio", None)
         base = results[contenders[0][0]][0]
         for name, (cpu, wall) in results.items():
             print(f"| {scene_name} | {name} | {1000 * cpu:.1f} | {1000 * wall:.1f} | {cpu / base:.2f}x |")
+        if ratio is not None:
+            print(f"| {scene_name} | pydiffvg interface / bundled example, median of {int(ratio[1])} per-round "
+                  f"ratios | | | {ratio[0]:.3f} |")
         if args.step and min_width < 10:
             for augment in (True, False):
                 cpu, wall = time_step(scene, args.size, max(2, args.repeats // 3), augment)

@@ -263,8 +263,11 @@ def _all_cubic(counts: Any) -> bool:
 
 def _open_strokes(scene: _Scene) -> Optional[tuple[list, list]]:
     """``(paths, groups)`` when every group is one open cubic Path with a stroke and no fill
-    (CLIPDraw's scenes, drawn by the tiled stroke rasterizer), else None."""
-    paths = []
+    (CLIPDraw's scenes, drawn by the tiled stroke rasterizer), else None.
+
+    Runs every step on every group, so the checks read plain attributes and cached answers only."""
+    shapes, paths = scene.shapes, []
+    cubic_only = _CUBIC_ONLY
     for group in scene.groups:
         if group.fill_color is not None or not isinstance(group.stroke_color, torch.Tensor):
             return None
@@ -280,8 +283,15 @@ def _open_strokes(scene: _Scene) -> Optional[tuple[list, list]]:
         matrix = group.shape_to_canvas
         if matrix is not _IDENTITY and not torch.equal(torch.as_tensor(matrix, dtype=torch.float32), _IDENTITY):
             return None
-        shape = scene.shape(index)
-        if type(shape) is not Path or shape.is_closed or not _all_cubic(shape.num_control_points):
+        shape = shapes[index] if 0 <= index < len(shapes) else scene.shape(index)  # the latter raises
+        if type(shape) is not Path or shape.is_closed:
+            return None
+        counts = shape.num_control_points
+        hit = cubic_only.get(id(counts))
+        if hit is None or hit[0] is not counts:
+            if not _all_cubic(counts):
+                return None
+        elif not hit[1]:
             return None
         paths.append(shape)
     return paths, scene.groups
