@@ -136,6 +136,17 @@ def _stand_in(model, *, openai_input: bool, dedupe: bool):
     encode = model.encode_image
     stats = {"calls": 0, "images": 0, "resized_from": None}
     model.clipag_stats = stats
+    affine: dict = {}  # (device, dtype) -> (scale, shift) taking OpenAI-normalized input to the model's own
+
+    def own_normalization(image: torch.Tensor) -> torch.Tensor:
+        key = (image.device, image.dtype)
+        if key not in affine:
+            oai_mean = torch.tensor(OPENAI_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+            oai_std = torch.tensor(OPENAI_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+            m, s = mean.to(image), std.to(image)
+            affine[key] = (oai_std / s, (oai_mean - m) / s)
+        scale, shift = affine[key]
+        return image * scale + shift
 
     def encode_image(image: torch.Tensor) -> torch.Tensor:
         if image.shape[-1] != resolution or image.shape[-2] != resolution:
@@ -146,9 +157,7 @@ def _stand_in(model, *, openai_input: bool, dedupe: bool):
             image = torch.nn.functional.interpolate(image, size=(resolution, resolution), mode="bicubic",
                                                     align_corners=False, antialias=True)
         if renormalize:
-            oai_mean = torch.tensor(OPENAI_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-            oai_std = torch.tensor(OPENAI_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-            image = ((image * oai_std + oai_mean) - mean.to(image)) / std.to(image)
+            image = own_normalization(image)
         stats["calls"] += 1
         if dedupe and image.shape[0] > 1 and all(torch.equal(image[0], row) for row in image[1:]):
             stats["images"] += 1

@@ -267,7 +267,6 @@ def _open_strokes(scene: _Scene) -> Optional[tuple[list, list]]:
 
     Runs every step on every group, so the checks read plain attributes and cached answers only."""
     shapes, paths = scene.shapes, []
-    cubic_only = _CUBIC_ONLY
     for group in scene.groups:
         if group.fill_color is not None or not isinstance(group.stroke_color, torch.Tensor):
             return None
@@ -286,12 +285,7 @@ def _open_strokes(scene: _Scene) -> Optional[tuple[list, list]]:
         shape = shapes[index] if 0 <= index < len(shapes) else scene.shape(index)  # the latter raises
         if type(shape) is not Path or shape.is_closed:
             return None
-        counts = shape.num_control_points
-        hit = cubic_only.get(id(counts))
-        if hit is None or hit[0] is not counts:
-            if not _all_cubic(counts):
-                return None
-        elif not hit[1]:
+        if not _all_cubic(shape.num_control_points):
             return None
         paths.append(shape)
     return paths, scene.groups

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import torch
 
 from .bezier import flatten_counts, flatten_cubics
+from .raster import _piece_distance2
 
 __all__ = ["Layer", "cubic_segments", "rasterize_layers"]
 
@@ -120,14 +121,9 @@ def _distance(starts: torch.Tensor, ends: torch.Tensor, px: torch.Tensor) -> tor
         best = torch.empty(px.shape[0], dtype=torch.long, device=px.device)
         step = max(1, _CHUNK // max(1, a.shape[0]))
         for lo in range(0, px.shape[0], step):
-            best[lo : lo + step] = _piece_d2(a[None], b[None], px[lo : lo + step, None]).argmin(1)
-    return torch.sqrt(_piece_d2(starts[best], ends[best], px) + 1e-12)
-
-
-def _piece_d2(a: torch.Tensor, b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    ab = b - a
-    t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0.0, 1.0)
-    return ((a + t.unsqueeze(-1) * ab - p) ** 2).sum(-1)
+            chunk = px[lo : lo + step]
+            best[lo : lo + step] = _piece_distance2(a[None], b[None], chunk[:, :1], chunk[:, 1:]).argmin(1)
+    return torch.sqrt(_piece_distance2(starts[best], ends[best], px[:, :1], px[:, 1:]).squeeze(1) + 1e-12)
 
 
 @torch.no_grad()
