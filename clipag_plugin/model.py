@@ -13,7 +13,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ClipagModel"]
+__all__ = ["ClipagModel", "input_dtype"]
+
+
+def input_dtype(visual: nn.Module) -> torch.dtype:
+    """The dtype an image tower reads: that of its first convolution or linear layer.
+
+    Args:
+        visual: the image tower.
+
+    Returns:
+        Its input dtype (fp16 after ``load`` on CUDA, whose embeddings and norms stay fp32).
+    """
+    first = next((m.weight for m in visual.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    return first.dtype if first is not None else next(visual.parameters()).dtype
 
 
 def _as_int(size) -> int:
@@ -66,8 +79,12 @@ class ClipagModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the image tower's weights (fp16 on CUDA after ``load``, fp32 on CPU)."""
-        return next(self.inner.visual.parameters()).dtype
+        """Dtype of the image tower's input layer (fp16 on CUDA after ``load``, fp32 on CPU).
+
+        As OpenAI's ``visual.conv1.weight.dtype``: ``load`` leaves embeddings and norms in fp32 on
+        CUDA, so the first parameter is not the one that says what the tower reads.
+        """
+        return input_dtype(self.inner.visual)
 
     @property
     def context_length(self) -> int:

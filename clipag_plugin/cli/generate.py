@@ -49,8 +49,11 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--copies", "copies", int, "extra jittered, noisy copies of the image per step (Direct Ascent Synthesis)"),
     ("--jitter", "jitter", int, "max shift of each copy in pixels"),
     ("--copy-noise", "copy_noise", float, "std of the pixel noise of each copy"),
-    ("--precision", "precision", str, "encoder precision: auto (bf16, or fp16, on CUDA; fp32 elsewhere), fp32, "
-                                      "bf16, fp16; pixels and losses stay fp32"),
+    ("--precision", "precision", str, "encoder compute precision: auto (on CUDA bf16 from compute capability 8.0, "
+                                      "fp16 with a scaled loss on 7.x; fp32 elsewhere), fp32, bf16, fp16; pixels "
+                                      "and losses stay fp32"),
+    ("--weights", "weights", str, "encoder weight dtype: auto (the compute precision, converted once on a copy), "
+                                  "or fp32 under autocast"),
 ]
 
 
@@ -70,10 +73,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                              "none (the global defaults below), or a preset by name (default: auto)")
     group = parser.add_argument_group("optimization (flags given win over the preset; defaults below are the "
                                       "global ones, the CLIPAG notebook's)")
-    from clipag_plugin.synthesis.accel import PRECISIONS
+    from clipag_plugin.synthesis.accel import PRECISIONS, WEIGHTS
 
     choices = {"init": list(INITS), "distance": list(DISTANCES), "optimizer": list(OPTIMIZERS),
-               "param": list(PARAMS), "precision": list(PRECISIONS)}
+               "param": list(PARAMS), "precision": list(PRECISIONS), "weights": list(WEIGHTS)}
     for flag, name, kind, help_ in _OPTIONS:
         group.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name),
                            help=f"{help_} (default: {_show(getattr(defaults, name))})")

@@ -20,9 +20,10 @@ import torch
 
 from ..guidance.losses import prompt_loss
 from ..guidance.prompts import Prompt, parse_prompts
-from .accel import encoder_autocast, prefer_channels_last
+from .accel import encoder_autocast
+from .encoder import resolution_of
 from .init import INITS, auto_candidates, gmm_init, gray_init, image_init, noise_init
-from .loop import GenerateConfig, GenerationResult, Guide, optimize
+from .loop import GenerateConfig, GenerationResult, Guide, optimize, prepare_guides
 from .param import check_levels, default_levels
 from .presets import AUTO, NONE, PresetArg, resolve_config
 
@@ -174,33 +175,37 @@ def _as_model(item: ModelLike, device: Optional[str]) -> torch.nn.Module:
 
 
 class _PixelEncoder(torch.nn.Module):
-    """Give an OpenAI ``clip`` / open_clip model the ``encode_pixels`` the loop uses (OpenAI mean/std)."""
+    """Give an OpenAI ``clip`` / open_clip model the ``encode_pixels`` the loop uses (OpenAI mean/std).
+
+    The input resolution is kept here, not written onto the model's image tower."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        from ..model import ClipagModel
         from ..preprocess import OPENAI_MEAN, OPENAI_STD
 
         super().__init__()
         self.model = model
-        visual = model.visual
-        size = getattr(visual, "input_resolution", None) or getattr(visual, "image_size", 224)
-        self.visual = visual
-        visual.input_resolution = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.visual = model.visual
+        self.input_resolution = resolution_of(model)
         self.context_length = int(getattr(model, "context_length", 77))
         self.name = type(model).__name__
         self.register_buffer("image_mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(OPENAI_STD).view(1, 3, 1, 1), persistent=False)
-        self._resize = ClipagModel.encode_pixels
 
     def normalize(self, image01: torch.Tensor) -> torch.Tensor:
         return (image01 - self.image_mean.to(image01)) / self.image_std.to(image01)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        dtype = next(self.model.visual.parameters()).dtype
-        return self.model.encode_image(image.type(dtype))
+        from ..model import input_dtype
+
+        return self.model.encode_image(image.type(input_dtype(self.model.visual)))
 
     def encode_pixels(self, image01: torch.Tensor) -> torch.Tensor:
-        return self._resize(self, image01)
+        size = self.input_resolution
+        if image01.shape[-1] != size or image01.shape[-2] != size:
+            image01 = torch.nn.functional.interpolate(
+                image01, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+        return self.encode_image(self.normalize(image01))
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.encode_text(tokens[..., : self.context_length].long())
@@ -231,7 +236,6 @@ def load_guides(
     guides = []
     for item in items:
         model = _as_model(item, device)
-        prefer_channels_last(model, next(model.parameters()).device)
         texts = _encode_prompts(model, prompts, truncate)
         weights = torch.tensor([p.weight for p in prompts], device=texts.device)
         stops = None
@@ -243,7 +247,7 @@ def load_guides(
 
 
 def _check_size(size: int, guides: Sequence[Guide]) -> None:
-    resolutions = sorted({int(g.model.visual.input_resolution) for g in guides})
+    resolutions = sorted({g.resolution for g in guides})
     if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(
             f"size {size!r} is not supported: choose an integer between {MIN_SIZE} and {MAX_SIZE} "
@@ -391,7 +395,8 @@ def generate_tensor(
         given = f"; given, and winning: {', '.join(f'{k}={v}' for k, v in options.items())}" if options else ""
         logger.info("preset %s%s", chosen.summary(), given)
     guides = load_guides(model, prompts, device, cfg.truncate)
-    size = cfg.size or int(guides[0].model.visual.input_resolution)
+    guides, cfg = prepare_guides(guides, cfg, _device_of(guides))  # the run's weights, never the caller's model
+    size = cfg.size or guides[0].resolution
     _check_size(size, guides)
     if cfg.init == "gmm" and cfg.gmm_candidates is None:
         dev = _device_of(guides)

@@ -8,6 +8,7 @@ itself is a list of steps; the math is in :mod:`clipag_plugin.guidance` and
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,18 @@ from ..guidance.views import (
     sample_crop_params,
     sample_view_params,
 )
-from .accel import PRECISIONS, CompiledEncoder, encoder_autocast, fast_matmuls
+from .accel import (
+    PRECISIONS,
+    WEIGHTS,
+    CompiledEncoder,
+    LossScale,
+    autocast_dtype,
+    dtype_name,
+    encoder_autocast,
+    fast_matmuls,
+    weight_dtype,
+)
+from .encoder import describe_weights, resolution_of, run_model
 from .param import PARAMS, make_param
 
 __all__ = [
@@ -38,11 +50,13 @@ __all__ = [
     "clip_grads_per_image",
     "l2_step_",
     "guide_losses",
+    "prepare_guides",
     "optimize",
 ]
 
 
 OPTIMIZERS = ("adamw", "l2")
+logger = logging.getLogger("clipag_plugin.generate")
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,8 @@ class GenerateConfig:
     copies: int = 0  # extra jittered + noisy copies of the image per step (Direct Ascent Synthesis); 0: none
     jitter: int = 0  # max shift of each copy, whole pixels at the image side
     copy_noise: float = 0.0  # std of the Gaussian pixel noise added to each copy
-    precision: str = "auto"  # encoder precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16
+    precision: str = "auto"  # encoder compute: auto (bf16 from sm80, fp16 on sm7x, else fp32), fp32, bf16, fp16
+    weights: str = "auto"  # encoder weights: auto (the compute dtype, converted once), fp32, bf16, fp16
     compile: bool = False  # torch.compile the encoders (falls back to eager, announced, where unavailable)
 
     def __post_init__(self) -> None:
@@ -98,6 +113,7 @@ class GenerateConfig:
             (self.gmm_candidates is None or self.gmm_candidates >= 1,
              f"gmm_candidates={self.gmm_candidates}: need at least 1 (or None: chosen for the device)"),
             (self.precision in PRECISIONS, f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}"),
+            (self.weights in WEIGHTS, f"weights={self.weights!r}: choose one of {', '.join(WEIGHTS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -133,6 +149,11 @@ class Guide:
     stops: Optional[torch.Tensor]  # (T,) or None
     name: str = ""
     encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # e.g. compiled; None: model.encode_pixels
+
+    @property
+    def resolution(self) -> int:
+        """The side of the images the model reads."""
+        return resolution_of(self.model)
 
 
 @dataclass
@@ -273,6 +294,38 @@ def _sample_batch(
     return torch.cat(per_image), n_views + n_copies, n_crops
 
 
+def prepare_guides(
+    guides: Sequence[Guide], config: GenerateConfig, device: torch.device
+) -> tuple[list[Guide], GenerateConfig]:
+    """The guides with the run's encoder weights, and ``config`` with the precision resolved.
+
+    ``config.precision`` becomes the compute dtype used on ``device`` (``"auto"`` resolved, see
+    :func:`~.accel.autocast_dtype`) and ``config.weights`` the dtype of the encoder weights; a
+    model whose image tower holds other weights is replaced by a converted copy
+    (:func:`~.encoder.run_model`), the caller's model stays as it is. Idempotent.
+
+    Args:
+        guides: the loaded guides.
+        config: the run's settings.
+        device: where the encoders run.
+
+    Returns:
+        ``(guides, config)``.
+    """
+    compute = autocast_dtype(config.precision, device)
+    weights = weight_dtype(config.weights, compute)
+    prepared = []
+    for guide in guides:
+        model = run_model(guide.model, weights, device)
+        if model is not guide.model:
+            logger.info("%s: encoder weights %s", guide.name or "model", describe_weights(guide.model, model))
+        prepared.append(guide if model is guide.model else replace(guide, model=model, encoder=None))
+    resolved = replace(config, precision=dtype_name(compute), weights=dtype_name(weights))
+    if resolved.precision != config.precision or resolved.weights != config.weights:
+        logger.info("precision: %s compute, %s weights on %s", resolved.precision, resolved.weights, device.type)
+    return prepared, resolved
+
+
 def optimize(
     init: torch.Tensor,
     guides: Sequence[Guide],
@@ -284,6 +337,8 @@ def optimize(
 
     ``generators[i]`` drives image ``i``'s views, so a seed's result does not depend on the batch.
     ``callback(step, image, loss)`` runs after every step (progress display, frames, tests).
+    The encoders run at the precision of ``config`` (:func:`prepare_guides`); the result's
+    ``config`` names the precision and weights that ran.
     """
     if len(generators) != init.shape[0]:
         raise ValueError(f"{len(generators)} generators for a batch of {init.shape[0]} images")
@@ -291,6 +346,8 @@ def optimize(
     crop = config.crop_size or crop_size_for(size)
     if not 0 < crop <= size:
         raise ValueError(f"crop_size={crop} must be between 1 and the image size {size}")
+    guides, config = prepare_guides(guides, config, init.device)
+    scale = LossScale(autocast_dtype(config.precision, init.device) == torch.float16)
     param = make_param(config.param, init, config.levels, config.threshold)
     tensors = param.tensors()
     optimizer = (torch.optim.AdamW(tensors, lr=config.lr, weight_decay=config.weight_decay)
@@ -340,9 +397,11 @@ def optimize(
             keep(pixels, *(whole if whole is not None else (detached, cosine)), step)
             result.history.append({"step": step, "loss": detached.tolist(), "cosine": cosine.detach().cpu().tolist()})
             # 4. gradient step on the parametrization's tensors: AdamW with per-image norm
-            #    clipping, or a fixed-length L2 step
-            grads = torch.autograd.grad(loss.sum(), tensors)
-            if optimizer is not None:
+            #    clipping, or a fixed-length L2 step (fp16: a scaled loss; an overflow skips the step)
+            grads = scale.unscale(torch.autograd.grad(scale.scaled(loss.sum()), tensors))
+            if grads is None:
+                logger.debug("step %d: fp16 gradients overflowed; step skipped, loss scale now %g", step, scale.scale)
+            elif optimizer is not None:
                 for t, g in zip(tensors, clip_grads_per_image(grads, config.grad_clip), strict=True):
                     t.grad = g
                 optimizer.step()

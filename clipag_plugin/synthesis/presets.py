@@ -8,7 +8,8 @@ attaches a pretrained config to each weight. A preset is a typed, frozen set of
 2. the model's preset (``preset="auto"``), a preset named explicitly, or none (``"none"``);
 3. the options given explicitly (CLI flags, keyword arguments, ``compare --settings``).
 
-Models given as paths, ``hf-hub:`` names or loaded modules have no preset of their own.
+A model loaded from the registry (``clipag.load("mini")[0]``) carries its name and gets the same
+preset as the name; models given as paths or ``hf-hub:`` names have no preset of their own.
 """
 
 from __future__ import annotations
@@ -118,11 +119,16 @@ def get_preset(name: str) -> Optional[GenerationPreset]:
 
 
 def preset_of_model(model: Any) -> Optional[GenerationPreset]:
-    """The preset a registry name declares; None for paths, ``hf-hub:`` names and loaded models."""
-    if not isinstance(model, str):
-        return None
+    """The preset a registry name declares, also for a model loaded under that name (its ``name``
+    attribute) or its ``(model, preprocess)`` pair; None for paths and ``hf-hub:`` names."""
     from ..registry import REGISTRY
 
+    if isinstance(model, tuple) and model:
+        model = model[0]
+    if not isinstance(model, str):
+        model = getattr(model, "name", None)
+        if not isinstance(model, str):
+            return None
     entry = REGISTRY.get(model)
     return get_preset(entry.preset) if entry is not None else None
 

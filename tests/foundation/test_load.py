@@ -146,6 +146,19 @@ def test_load_or_fallback_uses_fallback_when_offline(offline_hub, tiny_model_dir
         load_or_fallback("no-such-model", device="cpu", fallback=str(tiny_model_dir))
 
 
+def test_weights_as_load_makes_them_on_cuda_read_fp16_input(tiny_model_dir):
+    """On CUDA ``load`` converts the weights with open_clip's ``convert_weights_to_lp`` (embeddings and
+    norms stay fp32); the model's dtype is what its input layer reads, as OpenAI's ``conv1``."""
+    from open_clip.model import convert_weights_to_lp
+
+    model, _ = clipag.load(str(tiny_model_dir), device="cpu")
+    convert_weights_to_lp(model.inner, dtype=torch.float16)
+    assert model.inner.visual.class_embedding.dtype == torch.float32  # the first parameter is not the input's
+    assert model.dtype == torch.float16
+    out = model.encode_image(torch.rand(2, 3, 32, 32))
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fp16_on_cuda(tiny_model_dir):

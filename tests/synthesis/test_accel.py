@@ -91,10 +91,13 @@ def test_precision_and_compile_flags_reach_the_config():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_auto_precision_on_cuda_is_reduced_and_close_to_fp32(tiny_clip):
-    model, _ = tiny_clip
-    model = model.to("cuda").float()
-    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def test_auto_precision_on_cuda_is_reduced_and_close_to_fp32(tiny_model_dir):
+    import clipag
+
+    model, _ = clipag.load(str(tiny_model_dir), device="cuda")  # fp16 weights, as users get them
+    assert model.dtype == torch.float16
+    major, _ = torch.cuda.get_device_capability(torch.device("cuda"))
+    expected = torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else None
     assert accel.autocast_dtype("auto", torch.device("cuda")) is expected
     guides = load_guides([model], [Prompt("a red circle")], device="cuda")
     init = torch.rand(2, 3, 32, 32, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
@@ -103,18 +106,75 @@ def test_auto_precision_on_cuda_is_reduced_and_close_to_fp32(tiny_clip):
         config = GenerateConfig(steps=6, views=1, crops=0, augment=False, init="noise", threshold=None,
                                 precision=precision)
         results[precision] = optimize(init, guides, config, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    assert results["fp32"].config.weights == "fp32"
+    assert results["auto"].config.precision == accel.dtype_name(expected)
+    assert model.dtype == torch.float16  # the loaded model is unchanged
     assert (results["auto"].cosine - results["fp32"].cosine).abs().max() < 0.02
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_compiled_encoder_on_cuda_matches_eager(tiny_clip):
+def test_compiled_encoder_on_cuda_matches_eager(tiny_model_dir):
+    import clipag
+
     torch._dynamo.reset()
-    model, _ = tiny_clip
-    model = model.to("cuda").float()
+    model, _ = clipag.load(str(tiny_model_dir), device="cuda")
     guides = load_guides([model], [Prompt("a red circle")], device="cuda")
     init = torch.rand(1, 3, 32, 32, device="cuda")
     config = GenerateConfig(steps=3, views=1, crops=0, augment=False, init="noise", threshold=None, precision="fp32")
     eager = optimize(init, guides, config, [torch.Generator()])
     compiled = optimize(init, guides, GenerateConfig(**{**config.__dict__, "compile": True}), [torch.Generator()])
     torch.testing.assert_close(compiled.images, eager.images, atol=1e-3, rtol=0)
+
+
+def _backend(fw=None, bw=None):
+    """A torch.compile backend (AOT autograd, graphs run as traced) whose forward or backward compiler fails."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def compiler(fail):
+        def compile_graph(graph, example_inputs):
+            if fail is not None:
+                raise fail
+            return graph
+        return compile_graph
+
+    return aot_autograd(fw_compiler=compiler(fw), bw_compiler=compiler(bw))
+
+
+def test_compile_failing_in_the_backward_falls_back_before_the_loop_needs_it(tiny_clip, monkeypatch, caplog):
+    torch._dynamo.reset()
+    monkeypatch.setattr(accel, "COMPILE_BACKEND", _backend(bw=RuntimeError("backward codegen failed")))
+    model, _ = tiny_clip
+    result = _run(model, compile=True)
+    eager = _run(model)
+    torch.testing.assert_close(result.images, eager.images)
+    notices = [r.getMessage() for r in caplog.records if "torch.compile is unavailable" in r.getMessage()]
+    assert len(notices) == 1 and "backward codegen failed" in notices[0]
+
+
+def test_compile_out_of_memory_is_raised_not_hidden(tiny_clip, monkeypatch, caplog):
+    torch._dynamo.reset()
+    monkeypatch.setattr(accel, "COMPILE_BACKEND",
+                        _backend(fw=torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")))
+    model, _ = tiny_clip
+    with pytest.raises(Exception) as raised:
+        _run(model, compile=True)
+    assert accel.is_out_of_memory(raised.value)
+    assert not any("torch.compile is unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_compile_does_not_mistake_a_model_error_for_the_compilers(monkeypatch, caplog):
+    torch._dynamo.reset()
+    monkeypatch.setattr(accel, "COMPILE_BACKEND", "aot_eager")
+
+    def encode(images):
+        if images.shape[0] > 1:
+            raise ValueError("the model's own shape bug")
+        return images.flatten(1)
+
+    wrapped = accel.CompiledEncoder(encode, "buggy")
+    assert wrapped(torch.rand(1, 3, 4, 4, requires_grad=True)).shape == (1, 48)
+    with pytest.raises(ValueError, match="the model's own shape bug"):
+        wrapped(torch.rand(2, 3, 4, 4, requires_grad=True))
+    assert wrapped.compiled is not None and not wrapped.failed
+    assert not any("torch.compile is unavailable" in r.getMessage() for r in caplog.records)
