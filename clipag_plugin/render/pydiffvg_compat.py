@@ -235,12 +235,32 @@ def _color(color: Any, what: str) -> Optional[torch.Tensor]:
     )
 
 
-def _transform(segments: torch.Tensor, matrix: Any) -> torch.Tensor:
+_IDENTITIES: dict[int, tuple[Any, int, bool]] = {}  # shape_to_canvas tensors seen: (tensor, version, identity?)
+
+
+def _is_identity(matrix: Any) -> bool:
+    """Whether a ``shape_to_canvas`` is the identity, compared on the matrix's own device (cached per
+    tensor and in-place version: a scene is re-serialized every step, and each answer is a sync on CUDA)."""
     if matrix is _IDENTITY:
+        return True
+    if not isinstance(matrix, torch.Tensor):
+        matrix = torch.as_tensor(matrix)
+        return tuple(matrix.shape) == (3, 3) and torch.equal(matrix, torch.eye(3, dtype=matrix.dtype))
+    hit = _IDENTITIES.get(id(matrix))
+    if hit is not None and hit[0] is matrix and hit[1] == matrix._version:
+        return hit[2]
+    if len(_IDENTITIES) > 65536:
+        _IDENTITIES.clear()
+    answer = tuple(matrix.shape) == (3, 3) and torch.equal(
+        matrix.detach(), torch.eye(3, dtype=matrix.dtype, device=matrix.device))
+    _IDENTITIES[id(matrix)] = (matrix, matrix._version, answer)
+    return answer
+
+
+def _transform(segments: torch.Tensor, matrix: Any) -> torch.Tensor:
+    if _is_identity(matrix):
         return segments
-    matrix = torch.as_tensor(matrix, dtype=segments.dtype, device=segments.device)
-    if torch.equal(matrix, torch.eye(3, dtype=matrix.dtype, device=matrix.device)):
-        return segments
+    matrix = torch.as_tensor(matrix).to(segments)
     return segments @ matrix[:2, :2].T + matrix[:2, 2]
 
 
@@ -279,8 +299,7 @@ def _open_strokes(scene: _Scene) -> Optional[tuple[list, list]]:
                 return None
             index = int(ids[0])
             group._clipag_index = (ids, index)
-        matrix = group.shape_to_canvas
-        if matrix is not _IDENTITY and not torch.equal(torch.as_tensor(matrix, dtype=torch.float32), _IDENTITY):
+        if not _is_identity(group.shape_to_canvas):
             return None
         shape = shapes[index] if 0 <= index < len(shapes) else scene.shape(index)  # the latter raises
         if type(shape) is not Path or shape.is_closed:
@@ -319,7 +338,7 @@ def _render_premultiplied(scene: _Scene, premultiplied: bool = True) -> torch.Te
                 layers.append(Layer(segments, torch.zeros(segments.shape[0], dtype=torch.long, device=segments.device),
                                     stroke_width=_width(scene.shape(index)).to(segments),
                                     stroke_color=stroke.to(segments)))
-    out = rasterize_layers(layers, scene.height, scene.width)
+    out = rasterize_layers(layers, scene.height, scene.width, device=get_device())
     return out if premultiplied else _straight(out)
 
 

@@ -147,7 +147,8 @@ def _inside(starts: torch.Tensor, ends: torch.Tensor, px: torch.Tensor, even_odd
     return inside
 
 
-def rasterize_layers(layers: Sequence[Layer], height: int, width: int, *, tolerance: float = 0.1) -> torch.Tensor:
+def rasterize_layers(layers: Sequence[Layer], height: int, width: int, *, tolerance: float = 0.1,
+                     device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Composite ``layers`` in order onto a transparent ``height`` x ``width`` canvas.
 
     Args:
@@ -155,11 +156,15 @@ def rasterize_layers(layers: Sequence[Layer], height: int, width: int, *, tolera
         height: canvas height in pixels.
         width: canvas width in pixels.
         tolerance: largest distance in pixels between a curve and its flattened pieces.
+        device: where the canvas lives when no layer has segments to say so (default: the CPU).
+        dtype: the canvas dtype in that case.
 
     Returns:
         ``(4, H, W)`` premultiplied RGBA, differentiable in the layers' points, widths and colours.
     """
-    ref = next((layer.segments for layer in layers if layer.segments.numel()), torch.zeros(1))
+    ref = next((layer.segments for layer in layers if layer.segments.numel()), None)
+    if ref is None:
+        ref = torch.zeros(1, device=device, dtype=dtype)
     canvas = ref.new_zeros(4, height, width)
     for layer in layers:
         if layer.segments.shape[0] == 0 or (layer.fill_color is None and layer.stroke_color is None):

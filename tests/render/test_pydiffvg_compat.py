@@ -183,3 +183,47 @@ def test_real_pydiffvg_detection_ignores_the_stand_in(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "pydiffvg", pydiffvg)
     assert backends._real_diffvg_installed() is False
+
+
+def _on_cuda(monkeypatch):
+    """Render "on CUDA": pydiffvg's device is CUDA and tensors moved there are marked (tests/virtual_cuda.py)."""
+    from tests.virtual_cuda import CUDA, VirtualCuda
+
+    monkeypatch.setitem(pydiffvg._state, "device", CUDA)
+    return VirtualCuda()
+
+
+def test_the_notebooks_scene_renders_on_the_device_with_cpu_parameters(monkeypatch):
+    """The CLIPDraw notebook keeps its points and colours on the CPU and composites the output with
+    ``torch.ones(..., device=pydiffvg.get_device())``: the output must be on that device."""
+    shapes, groups = _stroke_scene()
+    reference = _render(shapes, groups)
+    with _on_cuda(monkeypatch):
+        img = _render(shapes, groups)
+        assert img.device.type == "cuda"
+        over_white = img[:, :, 3:4] * img[:, :, :3] + torch.ones(H, W, 3, device=pydiffvg.get_device()) * (
+            1 - img[:, :, 3:4])
+        assert over_white.device.type == "cuda"
+    torch.testing.assert_close(img, reference)
+
+
+def test_transforms_fills_and_empty_scenes_stay_on_the_device(monkeypatch):
+    shapes = [pydiffvg.Rect(p_min=torch.tensor([8.0, 8.0]), p_max=torch.tensor([24.0, 20.0])),
+              pydiffvg.Circle(radius=torch.tensor(6.0), center=torch.tensor([40.0, 40.0]))]
+    color = torch.tensor([0.9, 0.2, 0.1, 1.0])
+    with _on_cuda(monkeypatch):
+        device = pydiffvg.get_device()
+        moved = torch.tensor([[1.0, 0.0, 10.0], [0.0, 1.0, 5.0], [0.0, 0.0, 1.0]], device=device)
+        groups = [pydiffvg.ShapeGroup(shape_ids=torch.tensor([0]), fill_color=color.to(device),
+                                      shape_to_canvas=torch.eye(3, device=device)),
+                  pydiffvg.ShapeGroup(shape_ids=torch.tensor([1]), fill_color=None, stroke_color=color.to(device),
+                                      shape_to_canvas=moved)]
+        img = _render(shapes, groups)
+        strokes, stroke_groups = _stroke_scene(3)
+        for group in stroke_groups:
+            group.shape_to_canvas = torch.eye(3, device=device)  # identity on the device: still the fast path
+        assert pydiffvg._open_strokes(pydiffvg._Scene(W, H, strokes, stroke_groups)) is not None
+        empty = _render([], [])
+        assert img.device.type == "cuda" and empty.device.type == "cuda"
+    assert float(img[14, 16, 3]) == pytest.approx(1.0) and float(empty.abs().max()) == 0.0
+    assert float(img[45, 44, 3]) > 0.5 and float(img[40, 34, 3]) < 0.5  # the circle's stroke moved by (10, 5)
