@@ -159,9 +159,9 @@ def _stand_in(model, *, openai_input: bool, dedupe: bool):
         if renormalize:
             image = own_normalization(image)
         stats["calls"] += 1
-        if dedupe and image.shape[0] > 1 and all(torch.equal(image[0], row) for row in image[1:]):
+        if dedupe and image.shape[0] > 1 and torch.equal(image, image[:1].expand_as(image)):  # one reduction
             stats["images"] += 1
-            return encode(image[:1]).expand(image.shape[0], -1)
+            return encode(image[:1]).repeat(image.shape[0], 1)  # real rows: callers may normalize in place
         stats["images"] += image.shape[0]
         return encode(image)
 

@@ -12,6 +12,11 @@ but not inside functions or classes) that binds one of the hooked names, it inse
 so the hook sees every value the script gives the name and returns the one to use. Line numbers
 and the file name stay the script's own, so tracebacks point at the user's code. The same pass is
 registered with IPython for notebooks (:func:`install_cell_hooks`).
+
+The script runs as ``python script.py`` runs it: in a fresh ``__main__`` module that is
+``sys.modules["__main__"]`` while it runs (so its classes pickle, for ``torch.save`` and spawned
+DataLoader workers), with its folder first on ``sys.path``; the modules it imported from its own
+folder are forgotten afterwards, so that the next run imports them afresh.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import ast
 import builtins
 import os
 import sys
+import types
+from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
-__all__ = ["Rebinder", "bound_names", "compile_with_hooks", "run_script", "install_cell_hooks", "REBIND"]
+__all__ = ["Rebinder", "bound_names", "compile_with_hooks", "run_script", "install_cell_hooks", "REBIND",
+           "unreachable_bindings", "module_level_names"]
 
 REBIND = "__clipag_rebind__"
 Hook = Callable[[Any], Any]
@@ -107,25 +115,94 @@ def compile_with_hooks(source: str, filename: str, names: Sequence[str]):
     return compile(ast.fix_missing_locations(tree), filename, "exec")
 
 
-def _rebind_function(hooks: Mapping[str, Hook]) -> Callable[[str, Any], Any]:
+def _rebind_function(hooks: Mapping[str, Hook],
+                     fired: Optional[MutableMapping[str, int]] = None) -> Callable[[str, Any], Any]:
     def rebind(name: str, value: Any) -> Any:
+        if fired is not None:
+            fired[name] = fired.get(name, 0) + 1
         return hooks[name](value)
 
     return rebind
 
 
+def module_level_names(source: str) -> set[str]:
+    """Every name a script binds at module level (in blocks too, not in functions or classes).
+
+    Args:
+        source: the script's text.
+
+    Returns:
+        The names.
+    """
+    names: set[str] = set()
+
+    def walk(statements: list) -> None:
+        for statement in statements:
+            names.update(bound_names(statement))
+            if isinstance(statement, (ast.For, ast.AsyncFor)):
+                names.update(_target_names(statement.target))
+            for block in ("body", "orelse", "finalbody"):
+                if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    walk(getattr(statement, block, []) or [])
+            for handler in getattr(statement, "handlers", []) or []:
+                walk(handler.body)
+
+    walk(ast.parse(source).body)
+    return names
+
+
+def unreachable_bindings(source: str, names: Sequence[str]) -> dict[str, str]:
+    """Where a script binds ``names`` out of the rebinding pass's reach (inside a function or class).
+
+    Args:
+        source: the script's text.
+        names: the hooked names.
+
+    Returns:
+        ``{name: "function train (line 12)"}`` for names bound only inside functions or classes.
+    """
+    wanted, found = set(names), {}
+    at_module_level = module_level_names(source)
+    for scope in ast.walk(ast.parse(source)):
+        if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        kind = "class" if isinstance(scope, ast.ClassDef) else "function"
+        for node in ast.walk(scope):
+            if isinstance(node, ast.stmt) and node is not scope:
+                for name in (bound_names(node) & wanted) - at_module_level - set(found):
+                    found[name] = f"{kind} {scope.name} (line {node.lineno})"
+    return found
+
+
+def _imported_from(folder: Path, before: set[str]) -> list[str]:
+    """Modules imported since ``before`` whose top-level package or module lives in ``folder``."""
+    local = []
+    for name in set(sys.modules) - before:
+        top = sys.modules.get(name.split(".")[0])
+        origin = getattr(top, "__file__", None) or next(iter(getattr(top, "__path__", []) or []), None)
+        if origin is None:
+            continue
+        path = Path(origin).resolve()
+        if path.parent == folder or (path.name == "__init__.py" and path.parent.parent == folder):
+            local.append(name)
+    return local
+
+
 def run_script(path: str | os.PathLike, argv: Sequence[str] = (), hooks: Optional[Mapping[str, Hook]] = None,
-               extra_globals: Optional[Mapping[str, Any]] = None) -> dict:
+               extra_globals: Optional[Mapping[str, Any]] = None,
+               fired: Optional[MutableMapping[str, int]] = None) -> dict:
     """Run ``path`` as ``__main__`` with ``sys.argv = [path, *argv]``, the hooked names rebound.
 
-    The script's folder comes first on ``sys.path`` (as ``python script.py`` does) and
-    ``sys.argv``/``sys.path`` are restored afterwards.
+    The script runs in a fresh module registered as ``sys.modules["__main__"]`` while it runs, its
+    folder first on ``sys.path``; ``sys.argv``, ``sys.path`` and ``__main__`` are restored
+    afterwards and the modules imported from the script's folder are removed from ``sys.modules``.
 
     Args:
         path: the script.
         argv: its command-line arguments.
         hooks: ``{name: function(value) -> value}`` applied whenever the script binds ``name``.
         extra_globals: further names placed in the script's namespace before it runs.
+        fired: filled with ``{name: times its hook ran}``.
 
     Returns:
         The script's global namespace after it ran.
@@ -134,17 +211,27 @@ def run_script(path: str | os.PathLike, argv: Sequence[str] = (), hooks: Optiona
     source = path.read_text(encoding="utf-8")
     hooks = dict(hooks or {})
     code = compile_with_hooks(source, str(path), list(hooks))
-    namespace = {"__name__": "__main__", "__file__": str(path), "__builtins__": builtins,
-                 REBIND: _rebind_function(hooks), **(extra_globals or {})}
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    module = types.ModuleType("__main__")
+    module.__dict__.update({"__file__": str(path), "__builtins__": builtins, "__spec__": None, "__loader__": None,
+                            "__package__": None, "__cached__": None,
+                            REBIND: _rebind_function(hooks, fired if fired is not None else Counter()),
+                            **(extra_globals or {})})
+    folder = path.resolve().parent
+    saved_argv, saved_path, saved_main = sys.argv[:], sys.path[:], sys.modules.get("__main__")
+    before = set(sys.modules)
     sys.argv = [str(path), *argv]
-    sys.path.insert(0, str(path.resolve().parent))
+    sys.path.insert(0, str(folder))
+    sys.modules["__main__"] = module
     try:
-        exec(code, namespace)
+        exec(code, module.__dict__)
     finally:
         sys.argv[:] = saved_argv
         sys.path[:] = saved_path
-    return namespace
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+        for name in _imported_from(folder, before):
+            sys.modules.pop(name, None)
+    return module.__dict__
 
 
 class _CellTransformer(ast.NodeTransformer):

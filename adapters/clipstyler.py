@@ -165,7 +165,7 @@ def pretrained_vgg19(*args, pretrained: bool = False, weights=None, **kwargs):
         try:
             features = vgg.load_vgg19_features("cpu")
         except hub.OfflineError as err:
-            raise SystemExit(f"clipag: the script asks for torchvision's pretrained VGG19; {err}") from None
+            raise hub.OfflineError(f"clipag: the script asks for torchvision's pretrained VGG19; {err}") from None
         model.features.load_state_dict(features.state_dict())
     return model
 

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``clipag run``; returns the program's exit status (2 for bad input)."""
-    from clipag_plugin.adapters.runner import RunInputError, run
+    from clipag_plugin.adapters.runner import RunError, RunInputError, run
+    from clipag_plugin.hub import OfflineError
 
     from .generate import setup_logging
 
@@ -54,7 +55,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RunInputError as err:
         print(f"clipag run: error: {err}", file=sys.stderr)
         return 2
-    except SystemExit as stop:
+    except (RunError, OfflineError) as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    except SystemExit as stop:  # the program's own sys.exit / argparse error
         if isinstance(stop.code, str):
             print(stop.code, file=sys.stderr)
             return 1

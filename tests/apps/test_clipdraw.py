@@ -148,3 +148,23 @@ def test_notebook_code_runs_unchanged_under_the_adapter(tiny_model_dir):
     assert namespace["model"].visual.input_resolution == 32  # clipag's model, not OpenAI's download
     views = namespace["views"]
     assert all(torch.allclose(v, namespace["img"], atol=1e-6) for v in views)  # un-augmented copies
+
+
+def test_identical_views_are_encoded_once_into_real_rows(tiny_model_dir, monkeypatch):
+    """Forks normalize the features in place (``image_features /= image_features.norm(...)``): the
+    encoded copies must be rows of their own, and telling copies apart costs one reduction."""
+    from clipag_plugin.adapters._patch import clip_shim
+
+    shim = clip_shim(str(tiny_model_dir), dedupe=True)
+    model, _ = shim.load("ViT-B/32", device="cpu")
+    comparisons = []
+    real_equal = torch.equal
+    monkeypatch.setattr(torch, "equal", lambda a, b: comparisons.append(1) or real_equal(a, b))
+    image = torch.rand(1, 3, 32, 32).repeat(4, 1, 1, 1)
+    features = model.encode_image(image)
+    features /= features.norm(dim=-1, keepdim=True)
+    assert len(comparisons) == 1 and model.clipag_stats["images"] == 1
+    torch.testing.assert_close(features.norm(dim=-1), torch.ones(4))
+    different = image.clone()
+    different[2] += 0.1
+    assert model.encode_image(different).shape == (4, features.shape[1]) and model.clipag_stats["images"] == 5

@@ -205,3 +205,118 @@ def test_notebook_cells_get_the_hooks_through_ipython(monkeypatch, offline):
         run_cell("use_normalized_clip = False\nfor t in range(2):\n    NUM_AUGS = 4\n")
         assert shell.user_ns["NUM_AUGS"] == 1 and shell.user_ns["use_normalized_clip"] is True
     assert shell.ast_transformers == [] and "__clipag_rebind__" not in shell.user_ns
+
+
+# --- reports that say what happened, scripts that behave as under `python script.py` ------------
+
+
+def _fork(tmp_path, name: str, body: str) -> Path:
+    script = tmp_path / name
+    script.write_text("import torch\nimport clip\nmodel, preprocess = clip.load('ViT-B/32', device='cpu')\n" + body)
+    return script
+
+
+def test_a_fork_with_renamed_cutouts_is_reported_by_name(offline, tmp_path, caplog):
+    script = _fork(tmp_path, "fork.py",
+                   "class MyCutouts:\n"
+                   "    def __call__(self, x):\n"
+                   "        return torch.cat([x] * 4)\n"
+                   "image = torch.rand(1, 3, 32, 32)\n"
+                   "features = model.encode_image(MyCutouts()(image))\n")
+    report = run("vqgan-clip", script, fallback=offline)
+    assert report.encoder_images == 4  # the fork's own cutouts ran
+    assert len(report.unreached) == 1 and "MyCutouts, which clipag run does not know" in report.unreached[0]
+    assert "tricks NOT all off: cutouts not switched off" in report.summary()
+    assert "MyCutouts" in caplog.text
+
+
+def test_a_trick_set_inside_a_function_is_named_with_its_place(offline, tmp_path):
+    script = _fork(tmp_path, "fork.py",
+                   "def train():\n"
+                   "    NUM_AUGS = 4\n"
+                   "    return NUM_AUGS\n"
+                   "device = 'cpu'\n"
+                   "train()\n")
+    report = run("clipdraw", script, fallback=offline)
+    assert report.hooks_fired == {"device": 1}
+    assert report.unreached == ["augmentation not switched off: NUM_AUGS is set inside function train (line 5), "
+                                "out of clipag run's reach (move it to module level, or switch it off in your code)"]
+    reached = run("clipdraw", SCRIPTS / "clipdraw_notebook.py", [str(tmp_path)], fallback=offline)
+    assert reached.unreached == [] and reached.hooks_fired["NUM_AUGS"] >= 1
+    assert "script names rebound: " in reached.summary() and "NUM_AUGS x" in reached.summary()
+
+
+def test_a_program_that_needs_cuda_raises_a_typed_error(offline, tmp_path, capsys):
+    from clipag_plugin.adapters.runner import ProgramNeedsCudaError, RunError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    script = tmp_path / "cuda.py"
+    script.write_text("import torch\nx = torch.ones(2).cuda()\n")
+    with pytest.raises(ProgramNeedsCudaError, match="--device cpu") as raised:
+        run("clipdraw", script, fallback=offline)
+    assert isinstance(raised.value, RunError) and not isinstance(raised.value, SystemExit)
+    assert clipag_main(["run", "clipdraw", "--fallback", offline, "--", str(script)]) == 1
+    assert "--device cpu" in capsys.readouterr().err
+
+
+def test_the_scripts_namespace_is_kept_only_when_asked(offline, tmp_path):
+    import gc
+
+    script = _fork(tmp_path, "keep.py", "import sys, weakref\nsys._clipag_probe = weakref.ref(model)\nanswer = 42\n")
+    report = run("clipdraw", script, fallback=offline)
+    gc.collect()
+    assert report.namespace == {} and sys.__dict__.pop("_clipag_probe")() is None  # the model is freed
+    kept = run("clipdraw", script, fallback=offline, keep_namespace=True)
+    assert kept.namespace["answer"] == 42 and sys.__dict__.pop("_clipag_probe")() is not None
+
+
+@pytest.mark.timeout(120)  # a spawn pool whose workers die would wait forever
+def test_script_classes_pickle_as_under_python(tmp_path):
+    script = tmp_path / "classes.py"
+    script.write_text(
+        "import pickle, sys, multiprocessing\n"
+        "class Box:\n"
+        "    def __init__(self, v):\n"
+        "        self.v = v\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "if __name__ == '__main__':  # spawned workers import this file as __mp_main__\n"
+        "    restored = pickle.loads(pickle.dumps(Box(3))).v\n"
+        "    is_main = sys.modules['__main__'].Box is Box\n"
+        "    with multiprocessing.get_context('spawn').Pool(1) as pool:\n"
+        "        squares = pool.map(square, [1, 2, 3])\n"
+    )
+    main_before = sys.modules["__main__"]
+    ns = _script.run_script(script)
+    assert ns["restored"] == 3 and ns["is_main"] and ns["squares"] == [1, 4, 9]
+    assert sys.modules["__main__"] is main_before
+
+
+def test_torch_save_of_a_script_class(tmp_path):
+    script = tmp_path / "save.py"
+    target = tmp_path / "net.pt"
+    script.write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(2, 2)\n"
+        f"torch.save(Net(), {str(target)!r})\n"
+        f"loaded = torch.load({str(target)!r}, weights_only=False)\n"
+    )
+    assert type(_script.run_script(script)["loaded"]).__name__ == "Net"
+
+
+def test_helper_modules_of_the_scripts_folder_are_fresh_each_run(tmp_path):
+    (tmp_path / "StyleNet.py").write_text("VERSION = 1\n")
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "__init__.py").write_text("NAME = 'one'\n")
+    script = tmp_path / "train.py"
+    script.write_text("import StyleNet, helpers\nseen = (StyleNet.VERSION, helpers.NAME)\n")
+    assert _script.run_script(script)["seen"] == (1, "one")
+    assert "StyleNet" not in sys.modules and "helpers" not in sys.modules
+    (tmp_path / "StyleNet.py").write_text("VERSION = 2\n")
+    (tmp_path / "helpers" / "__init__.py").write_text("NAME = 'two'\n")
+    assert _script.run_script(script)["seen"] == (2, "two")
+    assert "torch" in sys.modules  # modules from elsewhere stay
