@@ -11,10 +11,13 @@ recorded, the check goes on):
 * ``load``: ``clipag.load`` on the device (fp16 weights on CUDA, as OpenAI's), the cosine of its
   image features to an fp32 reference on the same inputs;
 * ``generate``: 100 steps of the plain setting (one view) and of the notebook recipe (32 views +
-  32 crops), eager fp32, bf16 autocast and compiled: seconds per image and peak memory;
+  32 crops) on the model as ``clipag.load`` returns it, at precision fp32, auto, bf16 with fp32
+  weights and compiled auto (each row names the compute and weight dtypes that ran): seconds per
+  image and peak memory; a row fails when the loaded model changed;
 * ``finetune``: PGD-3 adversarial fine-tuning steps at batch 256 in bf16: images/s and model FLOP
   utilization against ``--peak-tflops`` (default: the GPU's bf16 dense peak when known);
-* ``clipdraw`` and ``vqgan``: one step of each app with its tricks on and off;
+* ``clipdraw`` and ``vqgan``: one step of each app with its tricks on and off on the loaded model,
+  and one CLIPDraw notebook step through the pydiffvg interface (``clipag run clipdraw``'s path);
 * ``tests``: the ``gpu``-marked tests (``pytest -m gpu``), on CUDA only.
 
 ``--quick`` swaps in tiny models and a few steps so that the check itself stays runnable.
@@ -113,32 +116,45 @@ def check_load(root: Path, device: torch.device, quick: bool) -> list[dict]:
 
 
 def check_generate(root: Path, device: torch.device, quick: bool) -> list[dict]:
+    """Generation on the model exactly as ``clipag.load`` returns it (fp16 weights on CUDA)."""
+    import clipag
     from clipag_plugin.guidance.prompts import Prompt
     from clipag_plugin.synthesis import accel
     from clipag_plugin.synthesis.api import load_guides
     from clipag_plugin.synthesis.loop import GenerateConfig, optimize
 
     folder = _model_folder(root, TINY_VIT if quick else "ViT-B-32")
-    guides = load_guides([str(folder)], [Prompt("a watercolor of a fox")], device=str(device))
+    model, _ = clipag.load(str(folder), device=str(device))
+    loaded_dtype = model.dtype
+    guides = load_guides([model], [Prompt("a watercolor of a fox")], device=str(device))
     steps = 3 if quick else 100
     recipe = dict(views=2, crops=2) if quick else dict(views=32, crops=32)
     settings = {"plain": dict(views=1, crops=0, augment=False), "recipe": recipe}
-    modes = {"eager fp32": dict(precision="fp32"), "bf16 autocast": dict(precision="bf16"),
-             "compiled bf16": dict(precision="bf16", compile=True)}
+    modes = {"fp32": dict(precision="fp32"), "auto": dict(precision="auto"),
+             "bf16, fp32 weights": dict(precision="bf16", weights="fp32"),
+             "compiled auto": dict(precision="auto", compile=True)}
     if quick:
         accel.COMPILE_BACKEND = "aot_eager"  # the compile path without a C++ build
-    size = guides[0].model.visual.input_resolution
+    size = guides[0].resolution
     rows = []
     for setting, options in settings.items():
         for mode, extra in modes.items():
             config = GenerateConfig(steps=steps, init="noise", **options, **extra)
             init = torch.rand(1, 3, size, size, device=device)
             _reset_memory(device)
+            ran = {}
             try:
-                seconds = _timed(lambda config=config, init=init: optimize(init, guides, config, [torch.Generator()]),
-                                 device, 1)
-                rows.append({"section": "generate", "case": f"{setting}, {mode}, {steps} steps",
-                             "seconds": seconds, "peak MiB": _peak_memory(device), "ok": True})
+                def step(config=config, init=init):
+                    ran["result"] = optimize(init, guides, config, [torch.Generator()])
+
+                seconds = _timed(step, device, 1)
+                used = ran["result"].config
+                unchanged = model.dtype == loaded_dtype
+                rows.append({"section": "generate",
+                             "case": f"{setting}, {mode} ({used.precision} compute, {used.weights} weights; "
+                                     f"loaded {str(loaded_dtype).replace('torch.', '')}), {steps} steps",
+                             "seconds": seconds, "peak MiB": _peak_memory(device),
+                             "ok": unchanged and bool(torch.isfinite(ran["result"].loss).all())})
             except Exception as err:  # noqa: BLE001 - report and go on
                 rows.append({"section": "generate", "case": f"{setting}, {mode}", "ok": False, "error": repr(err)})
     return rows
@@ -185,8 +201,7 @@ def check_apps(root: Path, device: torch.device, quick: bool) -> list[dict]:
     from clipag_plugin.render import StrokeScene, render
 
     folder = _model_folder(root, TINY_VIT if quick else "ViT-B-32")
-    model, _ = clipag.load(str(folder), device=str(device))
-    model = model.float()
+    model, _ = clipag.load(str(folder), device=str(device))  # as the apps get it: fp16 weights on CUDA
     size = model.visual.input_resolution
     text = torch.nn.functional.normalize(torch.randn(1, model.visual.output_dim, device=device), dim=-1)
     rows = []
@@ -204,6 +219,7 @@ def check_apps(root: Path, device: torch.device, quick: bool) -> list[dict]:
 
         rows.append({"section": "clipdraw", "case": f"one step, tricks {tricks}",
                      "seconds": _timed(clipdraw_step, device, 2 if quick else 5), "ok": True})
+    rows.append(_pydiffvg_step(model, text, device, 16 if quick else 256, size, 2 if quick else 5))
     try:
         from clipag_plugin.guidance.cutouts import Cutouts
         from clipag_plugin.vqgan import TINY_CONFIG, VqganConfig, build_vqmodel
@@ -229,6 +245,42 @@ def check_apps(root: Path, device: torch.device, quick: bool) -> list[dict]:
     except ImportError as err:
         rows.append({"section": "vqgan", "case": "skipped", "ok": True, "error": f"taming not installed ({err})"})
     return rows
+
+
+def _pydiffvg_step(model, text: torch.Tensor, device: torch.device, n_paths: int, size: int, repeats: int) -> dict:
+    """One CLIPDraw notebook step through clipag's pydiffvg interface (what ``clipag run clipdraw`` uses):
+    parameters on the CPU as the notebook keeps them, rendering and compositing on the device."""
+    from clipag_plugin.render import pydiffvg_compat as pydiffvg
+
+    pydiffvg.set_device(device)
+    g = torch.Generator().manual_seed(1)
+    shapes, groups = [], []
+    for i in range(n_paths):
+        start = torch.rand(1, 2, generator=g) * 224
+        points = torch.cat([start, start + torch.cumsum((torch.rand(3, 2, generator=g) - 0.5) * 20, 0)])
+        shapes.append(pydiffvg.Path(num_control_points=torch.tensor([2]), points=points.requires_grad_(),
+                                    stroke_width=torch.tensor(1.0).requires_grad_(), is_closed=False))
+        groups.append(pydiffvg.ShapeGroup(shape_ids=torch.tensor([i]), fill_color=None,
+                                          stroke_color=torch.rand(4, generator=g).requires_grad_()))
+
+    def step() -> None:
+        scene = pydiffvg.RenderFunction.serialize_scene(224, 224, shapes, groups)
+        img = pydiffvg.RenderFunction.apply(224, 224, 2, 2, 0, None, *scene)
+        img = img[:, :, 3:4] * img[:, :, :3] + torch.ones(224, 224, 3, device=pydiffvg.get_device()) * (
+            1 - img[:, :, 3:4])
+        batch = torch.nn.functional.interpolate(img.permute(2, 0, 1).unsqueeze(0), size=(size, size),
+                                                mode="bilinear", antialias=True)
+        loss = -torch.cosine_similarity(model.encode_pixels(batch).float(), text).sum()
+        loss.backward()
+
+    try:
+        seconds = _timed(step, device, repeats)
+        reached = shapes[0].points.grad is not None and bool(torch.isfinite(shapes[0].points.grad).all())
+        return {"section": "clipdraw", "case": f"one step through the pydiffvg interface, {n_paths} paths, tricks off",
+                "seconds": seconds, "ok": reached}
+    except Exception as err:  # noqa: BLE001 - report and go on
+        return {"section": "clipdraw", "case": "one step through the pydiffvg interface", "ok": False,
+                "error": repr(err)}
 
 
 def run_gpu_tests(device: torch.device, quick: bool) -> list[dict]:

@@ -24,6 +24,9 @@ def test_gpu_check_quick_runs_every_section_on_the_cpu(tmp_path, monkeypatch, ca
     failed = [row for row in report["rows"] if not row["ok"]]
     assert not failed, failed
     generate = [row for row in report["rows"] if row["section"] == "generate"]
-    assert len(generate) == 6 and all(row["seconds"] > 0 for row in generate)
+    assert len(generate) == 8 and all(row["seconds"] > 0 for row in generate)
     assert any(row["section"] == "finetune" and row["images/s"] > 0 for row in report["rows"])
-    assert "| generate | plain, compiled bf16" in capsys.readouterr().out
+    assert any("pydiffvg interface" in row["case"] for row in report["rows"] if row["section"] == "clipdraw")
+    out = capsys.readouterr().out
+    assert "| generate | plain, compiled auto (fp32 compute, fp32 weights; loaded float32)" in out
+    assert "| generate | recipe, bf16, fp32 weights (bf16 compute, fp32 weights" in out
