@@ -144,7 +144,7 @@ def check_generate(root: Path, device: torch.device, quick: bool) -> list[dict]:
             _reset_memory(device)
             ran = {}
             try:
-                def step(config=config, init=init):
+                def step(config=config, init=init, ran=ran):
                     ran["result"] = optimize(init, guides, config, [torch.Generator()])
 
                 seconds = _timed(step, device, 1)
