@@ -16,16 +16,21 @@ from .tokenizer import tokenize as tokenize
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "tokenize", "available_models", "generate", "__version__"]
+__all__ = ["load", "tokenize", "available_models", "generate", "generate_iter", "GenerationFrame",
+           "GenerationResult", "__version__"]
+_LAZY = ("generate", "generate_iter", "GenerationFrame", "GenerationResult")
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .synthesis import GenerationFrame as GenerationFrame
+    from .synthesis import GenerationResult as GenerationResult
     from .synthesis import generate as generate
+    from .synthesis import generate_iter as generate_iter
 
 
 def __getattr__(name: str) -> Any:
     # Heavier pieces import on first use so that `import clipag` stays cheap.
-    if name == "generate":
-        from .synthesis import generate
+    if name in _LAZY:
+        from . import synthesis
 
-        return generate
+        return getattr(synthesis, name)
     raise AttributeError(f"module 'clipag_plugin' has no attribute {name!r}")

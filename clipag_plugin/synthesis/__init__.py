@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from .api import default_model_choice, generate, generate_tensor, resolve_default_model
-from .loop import GenerateConfig, GenerationResult
+from .api import default_model_choice, generate, generate_iter, generate_tensor, resolve_default_model
+from .loop import GenerateConfig, GenerationFrame, GenerationResult
 
 __all__ = [
     "generate",
     "generate_tensor",
+    "generate_iter",
+    "GenerationFrame",
     "resolve_default_model",
     "default_model_choice",
     "GenerateConfig",

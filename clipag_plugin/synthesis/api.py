@@ -14,7 +14,7 @@ import os
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 
@@ -23,13 +23,14 @@ from ..guidance.prompts import Prompt, parse_prompts
 from .accel import encoder_autocast
 from .encoder import resolution_of
 from .init import INITS, auto_candidates, gmm_init, gray_init, image_init, noise_init
-from .loop import GenerateConfig, GenerationResult, Guide, optimize, prepare_guides
+from .loop import GenerateConfig, GenerationFrame, GenerationResult, Guide, optimize, optimize_steps, prepare_guides
 from .param import check_levels, default_levels
 from .presets import AUTO, NONE, PresetArg, resolve_config
 
 __all__ = [
     "generate",
     "generate_tensor",
+    "generate_iter",
     "resolve_default_model",
     "default_model_choice",
     "load_guides",
@@ -379,6 +380,37 @@ def generate_tensor(
         The :class:`GenerationResult`; its ``config`` is the resolved config and ``preset`` the
         name of the preset applied (None when none was).
     """
+    run = _setup(prompt, model, seeds, device, preset, config, options)
+    bar = _Progress(progress, run.config.steps, run.label)
+    try:
+        result = optimize(run.init, run.guides, run.config, run.generators, callback=bar)
+    finally:
+        bar.close()
+    return run.finish(result)
+
+
+@dataclasses.dataclass
+class _Run:
+    """A generation ready to start: loaded guides, resolved settings, start images, view streams."""
+
+    guides: list
+    config: GenerateConfig
+    init: torch.Tensor
+    generators: list
+    label: str
+    seeds: list
+    prompts: list
+    preset: Optional[str]
+
+    def finish(self, result: GenerationResult) -> GenerationResult:
+        result.seeds, result.models, result.prompts = self.seeds, [g.name for g in self.guides], self.prompts
+        result.preset = self.preset
+        return result
+
+
+def _setup(prompt: Any, model: Any, seeds: Union[int, Sequence[int]], device: Optional[str], preset: PresetArg,
+           config: Optional[GenerateConfig], options: dict) -> _Run:
+    """Everything a generation does before its first step (shared by the plain and streaming forms)."""
     prompt, model = _prompt_first(prompt, model)
     prompts = parse_prompts(prompt)
     if not any(p.weight > 0 for p in prompts):
@@ -410,14 +442,61 @@ def generate_tensor(
     generators = [torch.Generator().manual_seed(s + 0x5EED) for s in seed_list]
     text = " | ".join(p.text for p in prompts)
     label = f"{', '.join(g.name for g in guides)} \"{text if len(text) <= 40 else text[:37] + '...'}\""
-    bar = _Progress(progress, cfg.steps, label)
+    return _Run(guides, cfg, init, generators, label, seed_list, prompts, chosen.name if chosen is not None else None)
+
+
+def generate_iter(
+    prompt: Union[str, Prompt, Sequence[Union[str, Prompt]]],
+    model: Union[ModelLike, Sequence[ModelLike], None] = None,
+    *,
+    every: int = 10,
+    seeds: Union[int, Sequence[int]] = 0,
+    device: Optional[str] = None,
+    preset: PresetArg = AUTO,
+    config: Optional[GenerateConfig] = None,
+    **options: Any,
+) -> Iterator[Union[GenerationFrame, GenerationResult]]:
+    """Generate while watching: yield a :class:`~.loop.GenerationFrame` every ``every`` steps, then
+    the :class:`GenerationResult`.
+
+    Each frame has ``step``, ``total``, ``loss`` and ``images`` (the current images, CPU fp32),
+    and ``result``, whose ``images`` are the best so far. Closing the iterator (``.close()``, or
+    leaving a ``for`` loop early) stops the run; keep the last frame's ``result`` for its best
+    images. Settings resolve as in :func:`generate_tensor`.
+
+    Args:
+        prompt: as :func:`generate_tensor`.
+        model: as :func:`generate_tensor`.
+        every: steps between frames (the last step always gives one).
+        seeds, device, preset, config, options: as :func:`generate_tensor`.
+
+    Returns:
+        An iterator of frames ending with the result.
+
+    Example::
+
+        for item in clipag.generate_iter("a red circle on the left, blue background", "mini", every=25):
+            if isinstance(item, clipag.GenerationResult):
+                item.to_pil()[0].save("circle.png")
+            else:
+                print(item.step, float(item.loss.mean()))
+    """
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every={every!r}: frames come every K steps; pass an integer K >= 1")
+    run = _setup(prompt, model, seeds, device, preset, config, options)
+    steps = optimize_steps(run.init, run.guides, run.config, run.generators, every=every)
     try:
-        result = optimize(init, guides, cfg, generators, callback=bar)
+        while True:
+            try:
+                frame = next(steps)
+            except StopIteration as done:
+                yield run.finish(done.value)
+                return
+            if frame.images is not None:
+                run.finish(frame.result)
+                yield frame
     finally:
-        bar.close()
-    result.seeds, result.models, result.prompts = seed_list, [g.name for g in guides], prompts
-    result.preset = chosen.name if chosen is not None else None
-    return result
+        steps.close()
 
 
 def generate(

@@ -12,7 +12,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Generator, Iterator, Optional, Sequence
 
 import torch
 
@@ -51,7 +51,9 @@ __all__ = [
     "l2_step_",
     "guide_losses",
     "prepare_guides",
+    "GenerationFrame",
     "optimize",
+    "optimize_steps",
 ]
 
 
@@ -326,6 +328,27 @@ def prepare_guides(
     return prepared, resolved
 
 
+@dataclass
+class GenerationFrame:
+    """One step of a running generation, as :func:`optimize_steps` yields it.
+
+    Attributes:
+        step: updates done so far (1 after the first).
+        total: the run's steps.
+        loss: ``(B,)`` this step's loss per image.
+        images: ``(B, 3, S, S)`` the images after this update (CPU, fp32), or None on steps
+            whose picture was not asked for.
+        result: the run's result so far: its ``images`` are the best (lowest whole-image loss)
+            up to this step, so a run stopped here keeps them.
+    """
+
+    step: int
+    total: int
+    loss: torch.Tensor
+    images: Optional[torch.Tensor]
+    result: GenerationResult
+
+
 def optimize(
     init: torch.Tensor,
     guides: Sequence[Guide],
@@ -339,6 +362,37 @@ def optimize(
     ``callback(step, image, loss)`` runs after every step (progress display, frames, tests).
     The encoders run at the precision of ``config`` (:func:`prepare_guides`); the result's
     ``config`` names the precision and weights that ran.
+    """
+    steps = optimize_steps(init, guides, config, generators, every=1 if callback is not None else 0,
+                           device_images=True)
+    while True:
+        try:
+            frame = next(steps)
+        except StopIteration as done:
+            return done.value
+        if callback is not None:
+            callback(frame.step - 1, frame.images, frame.loss)
+
+
+def optimize_steps(
+    init: torch.Tensor,
+    guides: Sequence[Guide],
+    config: GenerateConfig,
+    generators: Sequence[torch.Generator],
+    every: int = 1,
+    device_images: bool = False,
+) -> Generator[GenerationFrame, None, GenerationResult]:
+    """:func:`optimize` as a generator: one :class:`GenerationFrame` per step, the result at the end
+    (``StopIteration.value``). Closing it stops the run; the last frame's ``result`` holds the
+    best images so far.
+
+    Args:
+        init, guides, config, generators: as :func:`optimize`.
+        every: attach the images to every ``every``-th frame and the last (0: never).
+        device_images: leave the attached images on the device (default: CPU copies).
+
+    Returns:
+        The :class:`GenerationResult`, as :func:`optimize` returns it.
     """
     if len(generators) != init.shape[0]:
         raise ValueError(f"{len(generators)} generators for a batch of {init.shape[0]} images")
@@ -410,13 +464,15 @@ def optimize(
             # 5. back into [0, 1] (pixels: dynamic thresholding or a clamp; multires: nothing to do)
             param.project_()
             saving = bool(config.save_every) and (step + 1) % config.save_every == 0
-            if saving or callback is not None:
+            showing = bool(every) and ((step + 1) % every == 0 or step + 1 == config.steps)
+            current = None
+            if saving or showing:
                 with torch.no_grad():
                     current = param.forward().detach()
                 if saving:
                     result.frames.append((step + 1, current.cpu().clone()))
-                if callback is not None:
-                    callback(step, current, detached)
+            shown = None if not showing else current if device_images else current.float().cpu().clone()
+            yield GenerationFrame(step + 1, config.steps, detached, shown, result)
         if result.nan_step is None:  # the image after the last update has not been scored yet
             with torch.no_grad():
                 final = param.forward()

@@ -152,3 +152,36 @@ def test_deterministic_under_seed_end_to_end(tiny_clip):
     c = generate_tensor("a fox | blurry:-0.3", tiny_clip, seeds=[6], **options)
     assert torch.equal(a.images, b.images) and a.history == b.history
     assert not torch.equal(a.images, c.images)
+
+
+def test_generate_iter_streams_frames_then_the_same_result_as_generate_tensor(tiny_clip):
+    model, _ = tiny_clip
+    options = dict(steps=7, views=1, crops=0, augment=False, init="noise", lr=0.05, seeds=[0, 1])
+    items = list(clipag_plugin.generate_iter("a red barn", model, every=3, **options))
+    frames, result = items[:-1], items[-1]
+    assert [f.step for f in frames] == [3, 6, 7] and all(f.total == 7 for f in frames)  # the last step always
+    assert all(f.images.shape == (2, 3, 32, 32) and f.images.device.type == "cpu" for f in frames)
+    assert isinstance(result, clipag_plugin.GenerationResult) and result.seeds == [0, 1]
+    plain = generate_tensor("a red barn", model, progress=False, **options)
+    torch.testing.assert_close(result.images, plain.images)
+    torch.testing.assert_close(frames[-1].result.images, plain.images)
+
+
+def test_closing_generate_iter_stops_the_run_and_keeps_the_best_so_far(tiny_clip):
+    model, _ = tiny_clip
+    calls = []
+    encode = model.encode_pixels
+    model.encode_pixels = lambda x: calls.append(len(x)) or encode(x)
+    try:
+        stream = clipag_plugin.generate_iter("a red barn", model, every=2, steps=50, views=1, crops=0,
+                                             augment=False, init="noise", lr=0.05)
+        frame = next(stream)
+        frame = next(stream)
+        stream.close()
+    finally:
+        del model.encode_pixels
+    assert frame.step == 4 and len(calls) <= 5  # no step ran after the close
+    assert torch.isfinite(frame.result.loss).all() and frame.result.images.shape == (1, 3, 32, 32)
+    assert all(p.requires_grad for p in model.parameters())  # the model's state is restored on close
+    with pytest.raises(ValueError, match="every=0"):
+        next(clipag_plugin.generate_iter("a red barn", model, every=0))
