@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("clipag_plugin.cli.finetune", "adversarially fine-tune a CLIP image encoder (CLIPAG recipe)"),
     "eval": ("clipag_plugin.cli.evaluate", "zero-shot, retrieval, robustness and judge evaluation"),
     "run": ("clipag_plugin.cli.run", "run an original CLIP-guided program (CLIPDraw, VQGAN-CLIP, CLIPStyler) on clipag"),
+    "ui": ("clipag_plugin.cli.ui", "a web page: robust and plain CLIP paint your prompt side by side, live"),
 }
 
 
@@ -30,6 +31,7 @@ def _usage() -> str:
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "examples:",
               "  clipag demo                                             # robust vs vanilla, offline, ~2 min",
+              "  clipag ui                                               # the same, live, in a web page",
               '  clipag generate "a watercolor of a fox" --model ViT-B/32 --out fox.png',
               "  clipag models                                           # every model name, source, license",
               "", "Run `clipag <command> --help` for a command's options and examples."]

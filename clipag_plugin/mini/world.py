@@ -9,6 +9,8 @@ caption says about its image.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -32,6 +34,8 @@ __all__ = [
     "caption_index",
     "index_tuple",
     "parse_caption",
+    "vocabulary",
+    "unknown_words",
     "scenes_from_indices",
     "sample_scenes",
     "render",
@@ -124,6 +128,24 @@ def parse_caption(text: str) -> dict[str, str]:
         f"{{background}} background' with colours {COLOURS}, shapes {SHAPES}, positions "
         f"{tuple(POSITION_PHRASES.values())}"
     )
+
+
+def vocabulary() -> frozenset[str]:
+    """Every word of the world's captions (the only words the mini models were trained on)."""
+    return frozenset(w for text in all_captions() for w in re.findall(r"[a-z]+", text))
+
+
+def unknown_words(text: str) -> list[str]:
+    """The words of ``text`` that no caption of the world uses, in order, each once.
+
+    Args:
+        text: a prompt.
+
+    Returns:
+        The unknown words (lower case); empty when the mini models know every word.
+    """
+    known = vocabulary()
+    return list(dict.fromkeys(w for w in re.findall(r"[a-z]+", text.lower()) if w not in known))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,339 @@
+"""What the web page does, without the web page: check a request, paint two models side by side.
+
+:func:`paint_side_by_side` runs one :func:`~clipag_plugin.synthesis.api.generate_iter` per model
+slot, a step of each in turn (so both pictures grow together on one device), and yields
+:class:`SlotView` snapshots; the page only draws them. At the end each slot has its best image as
+a PNG, an animation of the run (GIF; MP4 too when imageio-ffmpeg is installed), the resolved
+settings as JSON and, for the mini models, the world judge's reading. Every bad request raises
+:class:`UiInputError` with a sentence for the page, before anything heavy runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+
+__all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "model_choices", "baseline_of",
+           "model_label", "paint_side_by_side", "judge_reading", "vocabulary_note", "MINI_MODELS"]
+
+logger = logging.getLogger("clipag_plugin.ui")
+
+MINI_MODELS = ("mini", "mini-vanilla")
+PARAMS = ("preset", "pixels", "multires")
+
+
+class UiInputError(ValueError):
+    """A request the page cannot run; the message is shown to the user as it is."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Limits the server enforces whatever the page sends.
+
+    Args:
+        max_size: largest image side in pixels.
+        max_steps: most optimization steps per run.
+        max_upload_mb: largest uploaded image.
+        max_upload_px: largest side of an uploaded image.
+    """
+
+    max_size: int = 512
+    max_steps: int = 500
+    max_upload_mb: float = 20.0
+    max_upload_px: int = 4096
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """One model's run: the model and the knobs the page shows (None: the model's preset)."""
+
+    model: str
+    param: str = "preset"
+    steps: Optional[int] = None
+    seed: int = 0
+    size: Optional[int] = None
+    views: Optional[int] = None
+    augment: Optional[bool] = None
+
+    def options(self) -> dict[str, Any]:
+        """The :func:`~clipag_plugin.synthesis.api.generate_iter` keywords this request sets."""
+        given: dict[str, Any] = {}
+        if self.param != "preset":
+            given["param"] = self.param
+        if self.steps is not None:
+            given["steps"] = int(self.steps)
+        if self.size is not None:
+            given["size"] = int(self.size)
+        if self.views is not None:
+            given["views"] = int(self.views)
+        if self.augment is not None:
+            given["augment"] = bool(self.augment)
+        return given
+
+
+@dataclass
+class SlotView:
+    """What the page shows for one slot at one moment."""
+
+    model: str
+    status: str
+    image: Any = None  # PIL image: the current frame while running, the best image at the end
+    done: bool = False
+    png: Optional[str] = None
+    animation: Optional[str] = None
+    video: Optional[str] = None
+    settings: Optional[dict] = None
+    reading: str = ""
+    frames: list = field(default_factory=list, repr=False)
+
+
+def model_label(name: str) -> str:
+    """``"mini: robust, preset mini"`` for the model menus."""
+    from ..registry import REGISTRY
+
+    entry = REGISTRY[name]
+    return f"{name}: {'robust' if entry.robust else 'plain CLIP'}, preset {entry.preset}"
+
+
+def model_choices(online: Optional[bool] = None) -> list[str]:
+    """The registry models a run can load now: shipped or cached ones, and every one when online.
+
+    Args:
+        online: whether downloads are possible (None: the package's offline switches decide).
+
+    Returns:
+        Registry names, shipped and cached first.
+    """
+    from .. import hub
+    from ..cli.models import is_cached
+    from ..registry import REGISTRY
+
+    if online is None:
+        online = not hub.is_offline()
+    ready = [name for name, entry in REGISTRY.items() if is_cached(entry)]
+    return ready + ([name for name in REGISTRY if name not in ready] if online else [])
+
+
+def baseline_of(name: str) -> Optional[str]:
+    """The plain CLIP a robust model was fine-tuned from, when the registry has it (None otherwise)."""
+    from ..registry import REGISTRY
+
+    entry = REGISTRY.get(name)
+    if entry is None or not entry.robust:
+        return None
+    if entry.finetuned_from in REGISTRY:
+        return entry.finetuned_from
+    org = "openai" if entry.finetuned_from.startswith("OpenAI") else "laion2b" if "LAION" in entry.finetuned_from \
+        else None
+    for candidate in REGISTRY.values():
+        if (not candidate.robust and org and candidate.name.startswith(org + "-")
+                and candidate.architecture.replace("-quickgelu", "") == entry.architecture):
+            return candidate.name
+    return None
+
+
+def check_prompt(prompt: Optional[str]) -> str:
+    """The prompt, stripped; :class:`UiInputError` when it is empty or only pushes away."""
+    from ..guidance.prompts import parse_prompts
+
+    text = (prompt or "").strip()
+    if not text:
+        raise UiInputError("Type a prompt first, e.g. 'a red circle on the left, blue background'.")
+    try:
+        prompts = parse_prompts(text)
+    except ValueError as err:
+        raise UiInputError(f"The prompt could not be read: {err}") from None
+    if not any(p.weight > 0 for p in prompts):
+        raise UiInputError("Every part of the prompt has a negative weight; add one part to paint towards, "
+                           "e.g. 'a red circle:1 | blurry:-0.3'.")
+    return text
+
+
+def vocabulary_note(prompt: str, model: str) -> str:
+    """For the mini models, a sentence naming the prompt's words they never saw ('' otherwise)."""
+    if model not in MINI_MODELS:
+        return ""
+    from ..guidance.prompts import parse_prompts
+    from ..mini import world
+
+    unknown = world.unknown_words(" ".join(p.text for p in parse_prompts(prompt)))
+    if not unknown:
+        return ""
+    return (f"{model} knows only its world's words ({', '.join(sorted(world.vocabulary()))}); it has never seen "
+            f"{', '.join(repr(w) for w in unknown)}, so expect a shape from its world, not the prompt.")
+
+
+def _check_request(request: SlotRequest, caps: Caps, choices: Sequence[str]) -> None:
+    from ..synthesis.api import MIN_SIZE
+
+    if request.model not in choices:
+        offered = ", ".join(choices) or "none"
+        raise UiInputError(f"Model {request.model!r} is not available here (offline and not cached). Available: "
+                           f"{offered}. Download it first with `clipag download {request.model}`.")
+    if request.param not in PARAMS:
+        raise UiInputError(f"Parametrization {request.param!r} is unknown; choose {', '.join(PARAMS)}.")
+    if request.steps is not None and not 1 <= int(request.steps) <= caps.max_steps:
+        raise UiInputError(f"Steps {request.steps} is out of range: this server runs 1 to {caps.max_steps} "
+                           f"(clipag ui --max-steps sets the limit).")
+    if request.size is not None and not MIN_SIZE <= int(request.size) <= caps.max_size:
+        raise UiInputError(f"Size {request.size} px is out of range: this server paints {MIN_SIZE} to "
+                           f"{caps.max_size} px (clipag ui --max-size sets the limit).")
+    if request.views is not None and not 1 <= int(request.views) <= 64:
+        raise UiInputError(f"Views {request.views} is out of range: choose 1 to 64.")
+
+
+def judge_reading(image01: torch.Tensor, prompt: str) -> str:
+    """The mini world judge's reading of one picture ``(3, H, W)``, and whether it matches the prompt."""
+    from ..mini import judge, world
+
+    model = _judge()
+    with torch.no_grad():
+        logits = model.eval()(image01[None].float().clamp(0, 1))
+    parts, probs = {}, []
+    for attribute in judge.ATTRIBUTES:
+        p = logits[attribute].softmax(-1)[0]
+        parts[attribute] = judge.CLASSES[attribute][int(p.argmax())]
+        probs.append(float(p.max()))
+    text = (f"judge reads: a {parts['colour']} {parts['shape']} {world.POSITION_PHRASES[parts['position']]}, "
+            f"{parts['background']} background (confidence {sum(probs) / len(probs):.2f})")
+    try:
+        asked = world.parse_caption(prompt.strip())
+    except ValueError:
+        return text
+    hits = [a for a in judge.ATTRIBUTES if parts[a] == asked[a]]
+    return f"{text}; matches {len(hits)} of 4 asked ({', '.join(hits) or 'none'})"
+
+
+_JUDGE: dict = {}
+
+
+def _judge():
+    if "judge" not in _JUDGE:
+        from ..mini.judge import load_judge
+
+        _JUDGE["judge"] = load_judge()
+    return _JUDGE["judge"]
+
+
+def _to_pil(image: torch.Tensor):
+    from torchvision.transforms.functional import to_pil_image
+
+    return to_pil_image(image.detach().float().clamp(0, 1).cpu())
+
+
+def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at: Optional[int]) -> None:
+    """The best image as PNG, the frames as GIF (and MP4 when imageio-ffmpeg is there), the settings as JSON."""
+    slug = view.model.replace("/", "_")
+    best = _to_pil(result.images[0])
+    view.image = best
+    view.png = str(folder / f"{slug}.png")
+    best.save(view.png)
+    frames = view.frames + [best]
+    view.animation = str(folder / f"{slug}.gif")
+    size = max(best.size[0], 256)
+    big = [f.resize((size, size)) for f in frames]
+    big[0].save(view.animation, save_all=True, append_images=big[1:], duration=120, loop=0)
+    try:
+        import imageio.v3 as iio
+        import numpy as np
+
+        path = folder / f"{slug}.mp4"
+        iio.imwrite(path, np.stack([np.asarray(f.convert("RGB")) for f in big]), fps=8)
+        view.video = str(path)
+    except Exception:  # noqa: BLE001 - MP4 needs imageio with ffmpeg; the GIF is always there
+        view.video = None
+    settings = {"prompt": prompt, "model": view.model, "preset": result.preset, "seeds": result.seeds,
+                "config": dataclasses.asdict(result.config), "best_loss": float(result.loss[0]),
+                "best_step": int(result.step[0]), "stopped_at_step": stopped_at}
+    view.settings = settings
+    (folder / f"{slug}.json").write_text(json.dumps(settings, indent=2, default=str))
+
+
+def paint_side_by_side(
+    prompt: str,
+    requests: Sequence[SlotRequest],
+    *,
+    caps: Caps = Caps(),
+    every: int = 10,
+    device: Optional[str] = None,
+    out_dir: Path,
+    stop: Optional[threading.Event] = None,
+    choices: Optional[Sequence[str]] = None,
+) -> Iterator[list[SlotView]]:
+    """Paint ``prompt`` with every slot's model, a step of each in turn; yield the views as they change.
+
+    Args:
+        prompt: the text (``"a:1 | b:-0.3"`` syntax).
+        requests: one per slot.
+        caps: the server's limits.
+        every: steps between frames.
+        device: where the models run (None: the best available).
+        out_dir: where each run's files go.
+        stop: set it to end every slot after its current step, keeping the best images so far.
+        choices: the models allowed (default: :func:`model_choices`).
+
+    Returns:
+        An iterator of the slots' views; the last one has every slot ``done``.
+    """
+    from ..synthesis.api import generate_iter
+    from ..synthesis.loop import GenerationFrame
+
+    text = check_prompt(prompt)
+    allowed = list(choices) if choices is not None else model_choices()
+    for request in requests:
+        _check_request(request, caps, allowed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    views = [SlotView(r.model, "waiting") for r in requests]
+    notes = [vocabulary_note(text, r.model) for r in requests]
+    streams = [generate_iter(text, r.model, every=every, seeds=r.seed, device=device, **r.options())
+               for r in requests]
+    last = [None] * len(requests)
+    started = time.perf_counter()
+    try:
+        while not all(v.done for v in views):
+            for i, (stream, view) in enumerate(zip(streams, views, strict=True)):
+                if view.done:
+                    continue
+                if stop is not None and stop.is_set() and last[i] is not None:
+                    stream.close()
+                    _finish(view, last[i].result, text, out_dir, notes[i], stopped_at=last[i].step)
+                    yield views
+                    continue
+                try:
+                    item = next(stream)
+                except ValueError as err:  # a setting the model's preset rejects, e.g. a size
+                    raise UiInputError(f"{view.model}: {err}") from None
+                if isinstance(item, GenerationFrame):
+                    last[i] = item
+                    view.image = _to_pil(item.images[0])
+                    view.frames.append(view.image)
+                    view.status = (f"{view.model}: step {item.step}/{item.total}, loss {float(item.loss[0]):.4f}"
+                                   + (f"\n\n{notes[i]}" if notes[i] else ""))
+                else:
+                    _finish(view, item, text, out_dir, notes[i], stopped_at=None)
+                yield views
+    finally:
+        for stream in streams:
+            stream.close()
+    logger.info("ui: %s painted in %.1f s", ", ".join(r.model for r in requests), time.perf_counter() - started)
+
+
+def _finish(view: SlotView, result, prompt: str, out_dir: Path, note: str, stopped_at: Optional[int]) -> None:
+    _write_outputs(view, result, prompt, out_dir, stopped_at)
+    step = int(result.step[0])
+    ended = f"stopped at step {stopped_at}" if stopped_at is not None else "done"
+    view.status = f"{view.model}: {ended}; best image from step {step}, loss {float(result.loss[0]):.4f}"
+    if view.model in MINI_MODELS:
+        view.reading = judge_reading(result.images[0], prompt)
+        view.status += f"\n\n{view.reading}"
+    if note:
+        view.status += f"\n\n{note}"
+    view.done = True
