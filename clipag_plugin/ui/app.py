@@ -100,8 +100,10 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
                             placeholder="a red circle on the left, blue background  (weights: 'a:1 | b:-0.3')",
                             elem_id="prompt")
         with gr.Row():
-            model_a = gr.Dropdown(labelled, value=first, label="Left model", elem_id="model-a")
-            model_b = gr.Dropdown(labelled, value=second, label="Right model", elem_id="model-b")
+            model_a = gr.Dropdown(labelled, value=first, label="Left model", elem_id="model-a",
+                                  allow_custom_value=True)
+            model_b = gr.Dropdown(labelled, value=second, label="Right model", elem_id="model-b",
+                                  allow_custom_value=True)
         with gr.Accordion("Settings (blank: the model's preset)", open=False):
             with gr.Row():
                 param = gr.Dropdown(list(PARAMS), value="preset", label="Parametrization")
@@ -132,9 +134,21 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
     return app
 
 
+DISPLAY_PX = 288  # small pictures (the mini models paint 96 px) are shown enlarged, pixels kept sharp
+
+
+def _shown(image):
+    if image is None or max(image.size) >= DISPLAY_PX:
+        return image
+    from PIL import Image
+
+    scale = -(-DISPLAY_PX // max(image.size))
+    return image.resize((image.size[0] * scale, image.size[1] * scale), Image.NEAREST)
+
+
 def _outputs(views) -> list:
     out: list = []
     for view in views:
         files = [p for p in (view.animation, view.video) if p]
-        out += [view.image, view.status, view.png, files or None, view.settings]
+        out += [_shown(view.image), view.status, view.png, files or None, view.settings]
     return out

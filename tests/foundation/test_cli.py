@@ -63,7 +63,7 @@ def test_download_knows_the_apps_auxiliary_weights(capsys, offline_hub):
 
 
 HELP_PAGES = [["demo"], ["models"], ["download"], ["generate"], ["compare"], ["gmm"], ["gmm", "fit"],
-              ["gmm", "sample"], ["finetune"], ["eval"], ["run"]]
+              ["gmm", "sample"], ["finetune"], ["eval"], ["run"], ["ui"]]
 
 
 def _help(capsys, command: list[str]) -> str:
@@ -88,12 +88,13 @@ def test_every_help_page_ends_with_real_invocations(capsys):
             if words[0] == "torchrun":
                 words = ["clipag", *words[words.index("clipag") + 1 :]]
             # every example names a real subcommand (and the one it documents, or its neighbour)
-            assert words[1] in {"demo", "models", "download", "generate", "compare", "gmm", "finetune", "eval", "run"}
+            assert words[1] in {"demo", "models", "download", "generate", "compare", "gmm", "finetune", "eval", "run",
+                                "ui"}
 
 
 def test_common_flags_mean_the_same_everywhere(capsys):
     pages = {" ".join(c): _help(capsys, c) for c in HELP_PAGES}
-    for command in ("demo", "generate", "compare", "finetune", "eval", "run"):
+    for command in ("demo", "generate", "compare", "finetune", "eval", "run", "ui"):
         assert "--quiet" in pages[command], f"clipag {command} has no --quiet"
         assert "--device" in pages[command], f"clipag {command} has no --device"
     for command in ("generate", "compare", "finetune", "eval", "run"):

@@ -1,0 +1,73 @@
+"""The served page through gradio_client, as an API user or a second browser tab would reach it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+PROMPT = "a red circle on the left, blue background"
+PER_SLOT = 5  # image, status, PNG, animation, settings
+
+
+def _client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def test_generate_streams_frames_before_both_final_images(served):
+    url, _ = served
+    job = _client(url).submit(PROMPT, api_name="/generate", steps=20)
+    final = job.result()
+    updates = job.outputs()
+    assert len(updates) >= 3  # frames at steps 5 and 10 of each slot stream before the end
+    running = [u for u in updates[:-1] if u[1] and "step" in u[1] and "done" not in u[1]]
+    assert len(running) >= 2 and all(u[0] for u in running)  # the picture is there while it runs
+    left, right = final[:PER_SLOT], final[PER_SLOT:]
+    for slot, name in ((left, "mini"), (right, "mini-vanilla")):
+        image, status, png, animation, settings = slot
+        assert image and png and png.endswith(".png") and animation
+        assert status.startswith(f"{name}: done") and "judge reads" in status
+        assert settings["model"] == name and settings["config"]["steps"] == 20
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (dict(prompt=""), "Type a prompt first"),
+    (dict(prompt="blurry:-1"), "negative weight"),
+    (dict(prompt=PROMPT, steps=1000), "Steps 1000 is out of range"),
+    (dict(prompt=PROMPT, size=4000), "Size 4000 px is out of range"),
+    (dict(prompt=PROMPT, model_b="ViT-B/32"), "not available here"),
+])
+def test_bad_input_is_a_message_and_the_server_keeps_serving(served, inputs, message):
+    from gradio_client.exceptions import AppError
+
+    url, _ = served
+    client = _client(url)
+    with pytest.raises(AppError, match=message):
+        client.predict(**inputs, api_name="/generate")
+    after = client.predict(PROMPT, api_name="/generate", steps=5)
+    assert after[1].startswith("mini: done")
+
+
+def test_two_requests_at_once_both_complete_one_after_the_other(served):
+    url, _ = served
+    results, errors = {}, []
+
+    def ask(key: str, seed: int) -> None:
+        try:
+            job = _client(url).submit(PROMPT, api_name="/generate", steps=10, seed=seed)
+            results[key] = (job.result(), job.outputs())
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=ask, args=(k, s)) for k, s in (("first", 1), ("second", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and set(results) == {"first", "second"}
+    for final, _ in results.values():
+        assert final[1].startswith("mini: done") and final[PER_SLOT + 1].startswith("mini-vanilla: done")
+    seeds = {final[4]["seeds"][0] for final, _ in results.values()}
+    assert seeds == {1, 2}
