@@ -10,7 +10,6 @@ caption says about its image.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from typing import Optional, Sequence
 

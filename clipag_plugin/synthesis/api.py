@@ -23,7 +23,15 @@ from ..guidance.prompts import Prompt, parse_prompts
 from .accel import encoder_autocast
 from .encoder import resolution_of
 from .init import INITS, auto_candidates, gmm_init, gray_init, image_init, noise_init
-from .loop import GenerateConfig, GenerationFrame, GenerationResult, Guide, optimize, optimize_steps, prepare_guides
+from .loop import (
+    GenerateConfig,
+    GenerationFrame,
+    GenerationResult,
+    Guide,
+    optimize,
+    optimize_steps,
+    prepare_guides,
+)
 from .param import check_levels, default_levels
 from .presets import AUTO, NONE, PresetArg, resolve_config
 

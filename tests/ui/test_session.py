@@ -6,7 +6,6 @@ import json
 import threading
 
 import pytest
-import torch
 from PIL import Image
 
 from clipag_plugin.ui.session import (
