@@ -129,16 +129,9 @@ def config_from_args(args: argparse.Namespace):
 
 def setup_logging(quiet: bool) -> None:
     """Library messages (model choice, preset, init, status lines) to stderr, one line each."""
-    import logging
+    from clipag_plugin.progress import log_to_stderr
 
-    logger = logging.getLogger("clipag_plugin")
-    for handler in [h for h in logger.handlers if getattr(h, "_clipag_cli", False)]:
-        logger.removeHandler(handler)  # one handler, on the current stderr
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("clipag: %(message)s"))
-    handler._clipag_cli = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    log_to_stderr(quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from typing import Optional, Sequence
 
 from ..registry import REGISTRY, HubFiles, ModelEntry, PackagedFiles, UrlFile
@@ -81,6 +82,31 @@ def check_entry(entry: ModelEntry) -> tuple[bool, str]:
     return True, "shipped inside the package"
 
 
+# the table's columns, most useful first: narrow terminals keep the first ones
+COLUMN_ORDER = ("name", "robust", "cached", "preset", "size", "architecture", "source", "license", "threat model",
+                "verified by")
+
+
+def fit_columns(headers: Sequence[str], widths: dict, columns: int) -> tuple[list[str], list[str]]:
+    """The columns (in table order) that fit ``columns`` characters, most useful first, and the rest.
+
+    Args:
+        headers: the table's columns, in their order.
+        widths: each column's width.
+        columns: the terminal's width.
+
+    Returns:
+        ``(shown, hidden)``; the name column is always shown.
+    """
+    keep, used = [], 0
+    for header in sorted(headers, key=lambda h: COLUMN_ORDER.index(h) if h in COLUMN_ORDER else len(COLUMN_ORDER)):
+        extra = widths[header] + (2 if keep else 0)
+        if not keep or used + extra <= columns:
+            keep.append(header)
+            used += extra
+    return [h for h in headers if h in keep], [h for h in headers if h not in keep]
+
+
 def _size(entry: ModelEntry) -> str:
     if entry.size_bytes is None:
         return "-"
@@ -91,10 +117,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="clipag models", description="List the models clipag.load accepts, their presets and what is cached.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  clipag models\n  clipag models --json\n"
+        epilog="examples:\n  clipag models\n  clipag models --wide                 # every column\n"
+               "  clipag models --json\n"
                "  clipag models --check                # network: are the pins still the latest?",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--wide", action="store_true",
+                        help="every column, however wide (default: the columns that fit the terminal)")
     parser.add_argument("--download-root", default=None, help="cache folder to check (as in clipag.load)")
     parser.add_argument("--check", action="store_true",
                         help="ask each host whether its entry is still current (network; changes nothing); exit 1 "
@@ -132,10 +161,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     headers = list(rows[0])
     widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
+    hidden: list[str] = []
+    if not args.wide:
+        headers, hidden = fit_columns(headers, widths, shutil.get_terminal_size((100, 24)).columns)
     print("  ".join(h.ljust(widths[h]) for h in headers))
     print("  ".join("-" * widths[h] for h in headers))
     for r in rows:
         print("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
+    if hidden:
+        print(f"\n(not shown, to fit the terminal: {', '.join(hidden)}; `clipag models --wide` or --json shows them)")
     print("\nverified by: sha256 = the weights' digest is checked (against the Hub's address on every load, the "
           "bytes on download); commit = a pinned revision; size only = no published digest.")
     print("Also accepted: 'hf-hub:org/repo[@revision]' (open_clip layout) and local paths (they use the global "

@@ -39,6 +39,7 @@ __all__ = [
     "generate",
     "generate_tensor",
     "generate_iter",
+    "vocabulary_note",
     "resolve_default_model",
     "default_model_choice",
     "load_guides",
@@ -334,25 +335,19 @@ def _prompt_first(prompt: Any, model: Any) -> tuple[Any, Any]:
 
 
 class _Progress:
-    """Progress of the steps: a tqdm bar on a terminal, else an INFO log line every ``every`` steps."""
+    """Generation steps through :class:`~clipag_plugin.progress.StepProgress` (a bar on a terminal,
+    an INFO log line every 25 steps elsewhere), called as the loop's callback."""
 
     def __init__(self, progress: Optional[bool], total: int, label: str, every: int = 25) -> None:
-        from tqdm.auto import tqdm
+        from ..progress import StepProgress
 
-        # progress=None lets tqdm decide (a bar only when stderr is a terminal)
-        self.bar = tqdm(total=total, desc=label, disable=None if progress is None else not progress, leave=False)
-        self.log = self.bar.disable and progress is not False
-        self.total, self.label, self.every = total, label, max(1, every)
+        self.steps = StepProgress(total, label, progress, every, log=logger)
 
     def __call__(self, step: int, pixels: torch.Tensor, loss: torch.Tensor) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{float(loss.mean()):.4f}")
-        done = step + 1
-        if self.log and (done % self.every == 0 or done == self.total):
-            logger.info("%s: step %d/%d, loss %.4f", self.label, done, self.total, float(loss.mean()))
+        self.steps.update(loss=float(loss.mean()))
 
     def close(self) -> None:
-        self.bar.close()
+        self.steps.close()
 
 
 def generate_tensor(
@@ -416,6 +411,31 @@ class _Run:
         return result
 
 
+MINI_MODELS = ("mini", "mini-vanilla")
+
+
+def vocabulary_note(text: str, model: Any) -> str:
+    """For a mini model (by name or loaded), a sentence naming the words of ``text`` it never saw.
+
+    Args:
+        text: the prompt text(s).
+        model: a model name or a loaded model.
+
+    Returns:
+        The sentence, or ``""`` for other models and for prompts in the mini world's words.
+    """
+    name = model if isinstance(model, str) else getattr(model[0] if isinstance(model, tuple) else model, "name", None)
+    if name not in MINI_MODELS:
+        return ""
+    from ..mini import world
+
+    unknown = world.unknown_words(text)
+    if not unknown:
+        return ""
+    return (f"{name} knows only its world's words ({', '.join(sorted(world.vocabulary()))}); it has never seen "
+            f"{', '.join(repr(w) for w in unknown)}, so expect a shape from its world, not the prompt.")
+
+
 def _setup(prompt: Any, model: Any, seeds: Union[int, Sequence[int]], device: Optional[str], preset: PresetArg,
            config: Optional[GenerateConfig], options: dict) -> _Run:
     """Everything a generation does before its first step (shared by the plain and streaming forms)."""
@@ -430,6 +450,10 @@ def _setup(prompt: Any, model: Any, seeds: Union[int, Sequence[int]], device: Op
         model, reason = default_model_choice()
         logger.info("using model %r: %s", model, reason)
     items = list(model) if isinstance(model, list) else [model]
+    for item in items:
+        note = vocabulary_note(" ".join(p.text for p in prompts), item)
+        if note:
+            logger.warning("%s", note)
     cfg, chosen = resolve_config(items, NONE if config is not None else preset, options, base=config)
     if chosen is not None:
         given = f"; given, and winning: {', '.join(f'{k}={v}' for k, v in options.items())}" if options else ""

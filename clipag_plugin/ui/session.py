@@ -26,7 +26,8 @@ __all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "m
 
 logger = logging.getLogger("clipag_plugin.ui")
 
-MINI_MODELS = ("mini", "mini-vanilla")
+from ..synthesis.api import MINI_MODELS  # noqa: E402  (the names the judge can read)
+
 PARAMS = ("preset", "pixels", "multires")
 
 
@@ -159,16 +160,10 @@ def check_prompt(prompt: Optional[str]) -> str:
 
 def vocabulary_note(prompt: str, model: str) -> str:
     """For the mini models, a sentence naming the prompt's words they never saw ('' otherwise)."""
-    if model not in MINI_MODELS:
-        return ""
     from ..guidance.prompts import parse_prompts
-    from ..mini import world
+    from ..synthesis.api import vocabulary_note as note
 
-    unknown = world.unknown_words(" ".join(p.text for p in parse_prompts(prompt)))
-    if not unknown:
-        return ""
-    return (f"{model} knows only its world's words ({', '.join(sorted(world.vocabulary()))}); it has never seen "
-            f"{', '.join(repr(w) for w in unknown)}, so expect a shape from its world, not the prompt.")
+    return note(" ".join(p.text for p in parse_prompts(prompt)), model)
 
 
 def _check_request(request: SlotRequest, caps: Caps, choices: Sequence[str]) -> None:

@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -26,11 +27,14 @@ import torch
 import torch.nn.functional as F
 
 try:
-    import clip  # OpenAI's CLIP, exactly as in the notebook (the adapter swaps it for clipag)
+    with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on every import
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import clip  # OpenAI's CLIP, exactly as in the notebook (the adapter swaps it for clipag)
 except ImportError:  # not installed: the one-line swap does the same
     import clipag as clip
 
 from clipag_plugin.guidance.warp import apply_clipdraw_warp, sample_clipdraw_warp
+from clipag_plugin.progress import StepProgress, log_to_stderr
 from clipag_plugin.render import StrokeScene, render
 
 # --- hooks that clipag_plugin.adapters.clipdraw.patch() switches ------------------------------
@@ -131,14 +135,13 @@ def clipdraw(
     normalize: Optional[bool] = None,
     backend: str = "auto",
     on_step: Optional[Callable[[int, torch.Tensor, float], None]] = None,
-    progress: bool = True,
+    progress: Optional[bool] = None,
 ) -> Drawing:
     """Optimize ``num_paths`` strokes so that CLIP ``model`` matches the drawing to ``prompt``.
 
     ``augment_images``/``normalize`` default to the module's ``USE_AUGMENT``/``USE_NORMALIZED_CLIP``.
     ``on_step(t, image, loss)`` is called after every step (frames, logging).
     """
-    from tqdm.auto import tqdm
 
     use_augment = USE_AUGMENT if augment_images is None else augment_images
     use_normalize = USE_NORMALIZED_CLIP if normalize is None else normalize
@@ -158,8 +161,8 @@ def clipdraw(
     color_optim = torch.optim.Adam(color_vars, lr=0.01)
 
     losses: list[float] = []
-    bar = tqdm(range(num_iter), desc="clipdraw", disable=not progress)
-    for t in bar:
+    bar = StepProgress(num_iter, "clipdraw", progress)  # a bar on a terminal, a log line every 25 steps elsewhere
+    for t in range(num_iter):
         # Anneal the points' learning rate (x0.4 at half way, x0.1 at three quarters).
         if t == int(num_iter * 0.5):
             for g in points_optim.param_groups:
@@ -189,10 +192,11 @@ def clipdraw(
                 c.clamp_(0.0, 1.0)
 
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.update(loss=losses[-1])
         if on_step is not None:
             on_step(t, img[0].detach(), losses[-1])
 
+    bar.close()
     with torch.no_grad():
         scene = StrokeScene.from_paths([p.detach() for p in points_vars], [w.detach() for w in width_vars],
                                        [c.detach() for c in color_vars], canvas, canvas)
@@ -238,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    log_to_stderr(args.quiet)  # the model choice and, off a terminal, the step lines
     if args.steps < 1 or args.paths < 1 or args.canvas < 8 or args.frame_every < 1:
         raise SystemExit("clipdraw: --steps, --paths and --frame-every must be >= 1, --canvas >= 8")
     this = sys.modules[__name__]
@@ -276,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
         args.prompt, model, num_iter=args.steps, num_paths=args.paths, canvas=args.canvas, seed=args.seed,
         device=device, neg_prompts=negatives, augment_images=False if args.no_augment else None,
         normalize=False if args.no_normalize else None, backend=args.backend, on_step=on_step,
-        progress=not args.quiet,
+        progress=False if args.quiet else None,
     )
     _to_pil(drawing.image).save(out)
     drawing.scene.save_svg(out.with_suffix(".svg"))

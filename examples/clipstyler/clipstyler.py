@@ -309,7 +309,7 @@ def stylize(
     vgg,
     config: StyleConfig = StyleConfig(),
     tricks: Optional[PatchTricks] = None,
-    progress: bool = True,
+    progress: Optional[bool] = None,
     style_net: Optional[StyleNet] = None,
     targets: Optional[Targets] = None,
 ) -> tuple[torch.Tensor, list[dict[str, float]], StyleNet]:
@@ -318,7 +318,7 @@ def stylize(
     ``tricks`` defaults to the module's :data:`TRICKS` (what the adapter switches); ``targets``
     (from :func:`prepare_targets`) can be passed to reuse them across runs.
     """
-    from tqdm.auto import tqdm
+    from clipag_plugin.progress import StepProgress
 
     tricks = tricks if tricks is not None else TRICKS
     device = content.device
@@ -329,8 +329,8 @@ def stylize(
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     targets = targets or prepare_targets(content, style_text, clip_model, tokenize, vgg, config)
     history: list[dict[str, float]] = []
-    bar = tqdm(range(config.steps), desc=f"stylizing '{style_text}'", disable=not progress)
-    for _ in bar:
+    bar = StepProgress(config.steps, f"stylizing '{style_text}'", progress)  # bar on a terminal, else log lines
+    for _ in range(config.steps):
         target = net(content)  # stylize the content image
         losses = step_losses(target, targets, clip_model, vgg, config, tricks, generator)  # four loss terms
         total = weighted_total(losses, config)
@@ -339,7 +339,8 @@ def stylize(
         optimizer.step()
         scheduler.step()  # lr x0.5 every 100 steps
         history.append({"total": total.item(), **{k: v.item() for k, v in losses.items()}})
-        bar.set_postfix(total=f"{history[-1]['total']:.1f}", patch=f"{history[-1]['patch']:.3f}")
+        bar.update(total=history[-1]["total"], patch=history[-1]["patch"])
+    bar.close()
     with torch.no_grad():
         image = net(content)
     return image, history, net
@@ -416,6 +417,9 @@ def load_vgg(device: torch.device, allow_random: bool):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from clipag_plugin.adapters import clipstyler as adapter
+    from clipag_plugin.progress import log_to_stderr
+
+    log_to_stderr(args.no_progress)
 
     from clipag_plugin.loading import default_device
 
@@ -435,7 +439,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             clip_model, _preprocess = clip.load(args.model, device, jit=False)
             used_model = getattr(clip, "last_loaded", None) or args.model
             image, history, _ = stylize(content, args.style, clip_model.float(), clip.tokenize, vgg, config,
-                                        progress=not args.no_progress)
+                                        progress=False if args.no_progress else None)
             tricks = TRICKS
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)

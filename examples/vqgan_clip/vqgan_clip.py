@@ -28,7 +28,9 @@ from torch import optim
 from torch.nn import functional as F
 
 try:
-    import clip  # OpenAI's package; main() swaps it for clipag unless --openai-clip
+    with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on every import
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import clip  # OpenAI's package; main() swaps it for clipag unless --openai-clip
 except ImportError:  # OpenAI's clip is not installed: clipag is the drop-in
     import clipag as clip
 
@@ -217,16 +219,17 @@ def run(args: argparse.Namespace) -> Run:
     steps_dir = Path("steps")
     if args.video:
         steps_dir.mkdir(exist_ok=True)
-    from tqdm.auto import tqdm
+    from clipag_plugin.progress import StepProgress
 
-    for i in tqdm(range(args.steps + 1), disable=args.quiet, desc="vqgan+clip"):
+    # a bar on a terminal; elsewhere a log line at every save
+    bar = StepProgress(args.steps + 1, "vqgan+clip", False if args.quiet else None, every=args.save_every)
+    for i in range(args.steps + 1):
         # one step: decode, cut out, embed, loss, Adam, keep z inside the codebook's box
         opt.zero_grad(set_to_none=True)
         loss, out = ascend_txt()
         result.losses.append(float(loss.detach()))
+        bar.update(loss=result.losses[-1])
         if i % args.save_every == 0 or i == args.steps:
-            if not args.quiet:
-                tqdm.write(f"i: {i}, loss: {float(loss):g}")
             save_png(out, result.output, text or args.image_prompts)
         if args.video:
             to_pil(out).save(steps_dir / f"{i:04d}.png")
@@ -239,6 +242,7 @@ def run(args: argparse.Namespace) -> Run:
         with torch.no_grad():
             z.copy_(z.maximum(z_min).minimum(z_max))
 
+    bar.close()
     if args.gif and frames:
         result.gif = Path(args.gif)
         frames[0].save(result.gif, save_all=True, append_images=frames[1:], duration=max(20, 4000 // len(frames)), loop=0)
@@ -246,7 +250,10 @@ def run(args: argparse.Namespace) -> Run:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from clipag_plugin.progress import log_to_stderr
+
     args = build_parser().parse_args(argv)
+    log_to_stderr(args.quiet)  # the model choice and, off a terminal, the step lines
     if args.openai_clip:
         run(args)
         return 0

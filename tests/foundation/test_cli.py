@@ -113,3 +113,15 @@ def test_top_level_help_lists_every_command_with_one_line(capsys):
     for name, (_, summary) in COMMANDS.items():
         assert f"  {name:<10} {summary}" in page
     assert "examples:" in page
+
+
+def test_models_table_fits_the_terminal_unless_wide(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("\n\n")[0].splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in table) and table[0].split()[:2] == ["name", "robust"]
+    assert "not shown, to fit the terminal: " in out and "clipag models --wide" in out
+    assert main(["models", "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert "verified by" in wide.splitlines()[0] and "not shown" not in wide
