@@ -168,3 +168,21 @@ def test_identical_views_are_encoded_once_into_real_rows(tiny_model_dir, monkeyp
     different = image.clone()
     different[2] += 0.1
     assert model.encode_image(different).shape == (4, features.shape[1]) and model.clipag_stats["images"] == 5
+
+
+def test_off_a_terminal_the_example_logs_lines_instead_of_a_bar(tiny_model_dir, tmp_path):
+    """Run as a user's job would be (stderr to a file): status lines every 25 steps, no redrawn bar,
+    no import-time warning from OpenAI's package."""
+    import subprocess
+    import sys
+
+    from tests.conftest import EXAMPLES
+
+    done = subprocess.run([sys.executable, str(EXAMPLES / "clipdraw" / "clipdraw.py"), "a red circle", "--steps", "26",
+                           "--paths", "4", "--canvas", "32", "--model", str(tiny_model_dir),
+                           "--out", str(tmp_path / "d.png")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "clipag: clipdraw: step 25/26, loss" in done.stderr and "clipag: clipdraw: step 26/26" in done.stderr
+    assert "\r" not in done.stderr and "it/s" not in done.stderr
+    assert "pkg_resources" not in done.stderr
