@@ -233,9 +233,13 @@ def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at
     best.save(view.png)
     frames = view.frames + [best]
     view.animation = str(folder / f"{slug}.gif")
+    from PIL import Image
+
     size = max(best.size[0], 256)
-    big = [f.resize((size, size)) for f in frames]
-    big[0].save(view.animation, save_all=True, append_images=big[1:], duration=120, loop=0)
+    big = [f.resize((size, size), Image.NEAREST) for f in frames]
+    # a fast palette per frame: PIL's default (median cut) costs more than the run's frames themselves
+    palettes = [f.quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in big]
+    palettes[0].save(view.animation, save_all=True, append_images=palettes[1:], duration=120, loop=0)
     try:
         import imageio.v3 as iio
         import numpy as np
@@ -263,7 +267,7 @@ def paint_side_by_side(
     stop: Optional[threading.Event] = None,
     choices: Optional[Sequence[str]] = None,
 ) -> Iterator[list[SlotView]]:
-    """Paint ``prompt`` with every slot's model, a step of each in turn; yield the views as they change.
+    """Paint ``prompt`` with every slot's model, a frame of each in turn; yield the views after each round.
 
     Args:
         prompt: the text (``"a:1 | b:-0.3"`` syntax).
@@ -300,7 +304,6 @@ def paint_side_by_side(
                 if stop is not None and stop.is_set() and last[i] is not None:
                     stream.close()
                     _finish(view, last[i].result, text, out_dir, notes[i], stopped_at=last[i].step)
-                    yield views
                     continue
                 try:
                     item = next(stream)
@@ -314,7 +317,7 @@ def paint_side_by_side(
                                    + (f"\n\n{notes[i]}" if notes[i] else ""))
                 else:
                     _finish(view, item, text, out_dir, notes[i], stopped_at=None)
-                yield views
+            yield views  # once per round: every slot has moved by one frame
     finally:
         for stream in streams:
             stream.close()
