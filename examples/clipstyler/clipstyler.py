@@ -417,6 +417,7 @@ def load_vgg(device: torch.device, allow_random: bool):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from clipag_plugin.adapters import clipstyler as adapter
+
     from clipag_plugin.progress import log_to_stderr
 
     log_to_stderr(args.no_progress)
