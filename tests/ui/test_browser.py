@@ -6,8 +6,6 @@ Chromium and its driver come from the system (Debian: ``apt-get install chromium
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -15,60 +13,25 @@ import pytest
 SHOTS = Path(__file__).resolve().parents[2] / "runs" / "ui-screenshots"
 
 
-def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the [dev] extra has it)")
-    from selenium.webdriver.chrome.service import Service
-
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.skip("no Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1200"):
-        options.add_argument(flag)
-    options.binary_location = binary
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
-def _wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def test_a_prompt_paints_two_live_pictures_in_the_browser(served):
-    from selenium.webdriver.common.by import By
+    from clipag_plugin.ui.browser import BrowserUnavailable, open_chromium, paint_in_browser
 
     url, _ = served
-    browser = _browser()
     try:
-        browser.get(url)
-        box = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#prompt textarea"), 60, "the prompt box")[0]
-        box.clear()
-        box.send_keys("a green square at the top, red background")
-        browser.find_element(By.CSS_SELECTOR, "#generate").click()
-
-        def status(side: str) -> str:
-            found = browser.find_elements(By.CSS_SELECTOR, f"#status-{side}")
-            return found[0].text if found else ""
-
-        # a live frame first (a step count while running), then both final pictures
-        _wait(lambda: "step" in status("a") and "done" not in status("a"), 120, "a live frame on the left")
-        _wait(lambda: status("a").startswith("mini: done") and status("b").startswith("mini-vanilla: done"),
-              240, "both final pictures")
-        for side in ("a", "b"):
-            images = browser.find_elements(By.CSS_SELECTOR, f"#image-{side} img")
-            assert images and images[0].get_attribute("src"), f"no picture in slot {side}"
-            assert images[0].size["width"] > 50
-        assert "judge reads" in status("a") and "judge reads" in status("b")
-        downloads = browser.find_elements(By.CSS_SELECTOR, "a[download]")
-        assert any(".png" in (d.get_attribute("href") or "") for d in downloads)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        assert browser.save_screenshot(str(SHOTS / "side-by-side.png"))
+        browser = open_chromium()
+    except BrowserUnavailable as why:
+        pytest.skip(str(why))
+    live = []
+    try:
+        seen = paint_in_browser(browser, url, "a green square at the top, red background", SHOTS / "side-by-side.png",
+                                timeout=240, on_frame=lambda a, b: live.append((a, b)))
+        sizes = [browser.find_element("css selector", f"#image-{side} img").size["width"] for side in "ab"]
     finally:
         browser.quit()
+    assert live and "step" in live[0][0]  # a live frame showed before the end
+    left, right = seen["status"]
+    assert left.startswith("mini: done") and right.startswith("mini-vanilla: done")
+    assert "judge reads" in left and "judge reads" in right
+    assert all(seen["images"]) and all(width > 50 for width in sizes)
+    assert any(".png" in href for href in seen["downloads"])
+    assert (SHOTS / "side-by-side.png").stat().st_size > 10_000
