@@ -323,7 +323,7 @@ def prepare_guides(
             logger.info("%s: encoder weights %s", guide.name or "model", describe_weights(guide.model, model))
         prepared.append(guide if model is guide.model else replace(guide, model=model, encoder=None))
     resolved = replace(config, precision=dtype_name(compute), weights=dtype_name(weights))
-    if resolved.precision != config.precision or resolved.weights != config.weights:
+    if resolved.precision != "fp32" or resolved.weights != "fp32":  # fp32 everywhere needs no notice
         logger.info("precision: %s compute, %s weights on %s", resolved.precision, resolved.weights, device.type)
     return prepared, resolved
 

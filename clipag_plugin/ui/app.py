@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import gradio as gr
 
+from .drawing import DrawRequest, draw_side_by_side
 from .session import (
     PARAMS,
     Caps,
@@ -40,6 +41,13 @@ tricks: only the image encoder differs. A robust (CLIPAG) encoder has perceptual
 gradients and paints the prompt; a plain CLIP finds noise that scores well. The `mini` models are
 tiny and ship inside the package: they know only their world's words (colours, circle, square,
 triangle, cross, left/right/top/bottom/center, background)."""
+
+
+DRAW_INTRO = """CLIPDraw (Frans et al. 2021): random strokes moved, widened and recoloured until the CLIP
+reads the prompt in them. With the augmentation trick off, each step scores the drawing once, as
+it is. Each model draws with its own drawing preset (the notebook's 256 thin strokes on 224 px for
+full-size CLIPs; fewer, wider strokes on 96 px for the mini models); the SVG of the strokes comes
+with the PNG."""
 
 
 def _number(value: Any) -> Optional[int]:
@@ -71,18 +79,10 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
     root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="clipag-ui-"))
     labelled = [(model_label(name), name) for name in choices]
 
-    def generate(prompt: str, model_a: str, model_b: str, param: str = "preset", steps: Optional[float] = None,
-                 seed: Optional[float] = 0, size: Optional[float] = None, views: Optional[float] = None,
-                 augment: str = "preset", request: gr.Request = None):
-        key = getattr(request, "session_hash", None) or "local"
-        stop = _STOPS.setdefault(key, threading.Event())
-        stop.clear()
-        aug = None if augment in (None, "preset") else augment == "on"
+    def streamed(views_iter):
+        """The page's outputs for each round of views; bad input and failed runs become a message."""
         try:
-            requests = [SlotRequest(m, param or "preset", _number(steps), _number(seed) or 0, _number(size),
-                                    _number(views), aug) for m in (model_a, model_b)]
-            for views_now in paint_side_by_side(prompt, requests, caps=caps, every=every, device=device,
-                                                out_dir=root / uuid.uuid4().hex[:12], stop=stop, choices=choices):
+            for views_now in views_iter:
                 yield _outputs(views_now)
         except UiInputError as err:
             raise gr.Error(str(err), print_exception=False) from None
@@ -90,47 +90,99 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
             logger.exception("ui: the run failed")
             raise gr.Error(f"The run failed: {err}", print_exception=False) from None
 
+    def stop_event(request) -> threading.Event:
+        stop = _STOPS.setdefault(getattr(request, "session_hash", None) or "local", threading.Event())
+        stop.clear()
+        return stop
+
+    def generate(prompt: str, model_a: str, model_b: str, param: str = "preset", steps: Optional[float] = None,
+                 seed: Optional[float] = 0, size: Optional[float] = None, views: Optional[float] = None,
+                 augment: str = "preset", request: gr.Request = None):
+        aug = None if augment in (None, "preset") else augment == "on"
+        requests = [SlotRequest(m, param or "preset", _number(steps), _number(seed) or 0, _number(size),
+                                _number(views), aug) for m in (model_a, model_b)]
+        yield from streamed(paint_side_by_side(prompt, requests, caps=caps, every=every, device=device,
+                                               out_dir=root / uuid.uuid4().hex[:12], stop=stop_event(request),
+                                               choices=choices))
+
+    def clipdraw(prompt: str, model_a: str, model_b: str, strokes: Optional[float] = None,
+                 steps: Optional[float] = None, seed: Optional[float] = 0, tricks: str = "off",
+                 request: gr.Request = None):
+        on = None if tricks in (None, "preset") else tricks == "on"
+        requests = [DrawRequest(m, _number(strokes), _number(steps), _number(seed) or 0, on) for m in (model_a, model_b)]
+        yield from streamed(draw_side_by_side(prompt, requests, caps=caps, every=every, device=device,
+                                              out_dir=root / uuid.uuid4().hex[:12], stop=stop_event(request),
+                                              choices=choices))
+
     def request_stop(request: gr.Request = None) -> None:
         key = getattr(request, "session_hash", None) or "local"
         _STOPS.setdefault(key, threading.Event()).set()
 
-    with gr.Blocks(title="clipag: robust CLIP paints") as app:
-        gr.Markdown(INTRO)
-        prompt = gr.Textbox(label="Prompt", value="a red circle on the left, blue background",
-                            placeholder="a red circle on the left, blue background  (weights: 'a:1 | b:-0.3')",
-                            elem_id="prompt")
+    def models_row(prefix: str):
         with gr.Row():
-            model_a = gr.Dropdown(labelled, value=first, label="Left model", elem_id="model-a",
-                                  allow_custom_value=True)
-            model_b = gr.Dropdown(labelled, value=second, label="Right model", elem_id="model-b",
-                                  allow_custom_value=True)
-        with gr.Accordion("Settings (blank: the model's preset)", open=False):
-            with gr.Row():
-                param = gr.Dropdown(list(PARAMS), value="preset", label="Parametrization")
-                steps = gr.Number(value=None, label=f"Steps (1-{caps.max_steps})", precision=0)
-                seed = gr.Number(value=0, label="Seed", precision=0)
-                size = gr.Number(value=None, label=f"Size px (16-{caps.max_size})", precision=0)
-                views = gr.Number(value=None, label="Views per step", precision=0)
-                augment = gr.Radio(["preset", "on", "off"], value="preset", label="Augmentation")
+            a = gr.Dropdown(labelled, value=first, label="Left model", elem_id=f"{prefix}model-a",
+                            allow_custom_value=True)
+            b = gr.Dropdown(labelled, value=second, label="Right model", elem_id=f"{prefix}model-b",
+                            allow_custom_value=True)
+        return a, b
+
+    def buttons(prefix: str, label: str):
         with gr.Row():
-            run = gr.Button("Generate", variant="primary", elem_id="generate")
-            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+            go = gr.Button(label, variant="primary", elem_id=f"{prefix}generate")
+            halt = gr.Button("Stop", variant="stop", elem_id=f"{prefix}stop")
+        halt.click(request_stop, inputs=None, outputs=None, queue=False, api_name=False)
+        return go
+
+    def slot_outputs(prefix: str, files_label: str) -> list:
         slots = []
         with gr.Row():
             for side in ("a", "b"):
                 with gr.Column():
-                    image = gr.Image(label="picture", type="pil", format="png", interactive=False,
-                                     elem_id=f"image-{side}", height=320)
-                    status = gr.Markdown(elem_id=f"status-{side}")
-                    png = gr.File(label="best image (PNG)", interactive=False)
-                    animation = gr.File(label="the run (GIF / MP4)", interactive=False, file_count="multiple")
-                    settings = gr.JSON(label="resolved settings")
-                    slots += [image, status, png, animation, settings]
-        run.click(generate, inputs=[prompt, model_a, model_b, param, steps, seed, size, views, augment],
-                          outputs=slots, api_name="generate", concurrency_limit=1, concurrency_id="device")
-        prompt.submit(generate, inputs=[prompt, model_a, model_b, param, steps, seed, size, views, augment],
-                      outputs=slots, api_name=False, concurrency_limit=1, concurrency_id="device")
-        stop_button.click(request_stop, inputs=None, outputs=None, queue=False, api_name="stop")
+                    slots += [gr.Image(label="picture", type="pil", format="png", interactive=False,
+                                       elem_id=f"{prefix}image-{side}", height=320),
+                              gr.Markdown(elem_id=f"{prefix}status-{side}"),
+                              gr.File(label="best image (PNG)", interactive=False),
+                              gr.File(label=files_label, interactive=False, file_count="multiple"),
+                              gr.JSON(label="resolved settings")]
+        return slots
+
+    with gr.Blocks(title="clipag: robust CLIP paints") as app:
+        gr.Markdown(INTRO)
+        with gr.Tab("Generate"):
+            prompt = gr.Textbox(label="Prompt", value="a red circle on the left, blue background",
+                                placeholder="a red circle on the left, blue background  (weights: 'a:1 | b:-0.3')",
+                                elem_id="prompt")
+            model_a, model_b = models_row("")
+            with gr.Accordion("Settings (blank: the model's preset)", open=False):
+                with gr.Row():
+                    param = gr.Dropdown(list(PARAMS), value="preset", label="Parametrization")
+                    steps = gr.Number(value=None, label=f"Steps (1-{caps.max_steps})", precision=0)
+                    seed = gr.Number(value=0, label="Seed", precision=0)
+                    size = gr.Number(value=None, label=f"Size px (16-{caps.max_size})", precision=0)
+                    views = gr.Number(value=None, label="Views per step", precision=0)
+                    augment = gr.Radio(["preset", "on", "off"], value="preset", label="Augmentation")
+            run = buttons("", "Generate")
+            slots = slot_outputs("", "the run (GIF / MP4)")
+            inputs = [prompt, model_a, model_b, param, steps, seed, size, views, augment]
+            run.click(generate, inputs=inputs, outputs=slots, api_name="generate", concurrency_limit=1,
+                      concurrency_id="device")
+            prompt.submit(generate, inputs=inputs, outputs=slots, api_name=False, concurrency_limit=1,
+                          concurrency_id="device")
+        with gr.Tab("CLIPDraw"):
+            gr.Markdown(DRAW_INTRO)
+            draw_prompt = gr.Textbox(label="Prompt", value="a red circle on the left, blue background",
+                                     elem_id="draw-prompt")
+            draw_a, draw_b = models_row("draw-")
+            with gr.Row():
+                strokes = gr.Number(value=None, label="Strokes (blank: the model's drawing preset)", precision=0)
+                draw_steps = gr.Number(value=None, label=f"Steps (1-{caps.max_steps}; blank: the preset)",
+                                       precision=0)
+                draw_seed = gr.Number(value=0, label="Seed", precision=0)
+                tricks = gr.Radio(["off", "on", "preset"], value="off", label="Augmentation trick")
+            draw_run = buttons("draw-", "Draw")
+            draw_slots = slot_outputs("draw-", "the run (GIF) and the strokes (SVG)")
+            draw_run.click(clipdraw, inputs=[draw_prompt, draw_a, draw_b, strokes, draw_steps, draw_seed, tricks],
+                           outputs=draw_slots, api_name="clipdraw", concurrency_limit=1, concurrency_id="device")
     return app
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 
 __all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "model_choices", "baseline_of",
-           "model_label", "paint_side_by_side", "judge_reading", "vocabulary_note", "MINI_MODELS"]
+           "model_label", "paint_side_by_side", "run_in_turn", "judge_reading", "vocabulary_note", "MINI_MODELS"]
 
 logger = logging.getLogger("clipag_plugin.ui")
 
@@ -294,8 +294,34 @@ def paint_side_by_side(
     notes = [vocabulary_note(text, r.model) for r in requests]
     streams = [generate_iter(text, r.model, every=every, seeds=r.seed, device=device, **r.options())
                for r in requests]
-    last = [None] * len(requests)
+
+    def show(i: int, frame: GenerationFrame) -> None:
+        view = views[i]
+        view.image = _to_pil(frame.images[0])
+        view.frames.append(view.image)
+        view.status = (f"{view.model}: step {frame.step}/{frame.total}, loss {float(frame.loss[0]):.4f}"
+                       + (f"\n\n{notes[i]}" if notes[i] else ""))
+
+    def finish(i: int, result, last: Optional[GenerationFrame]) -> None:
+        stopped = last is not None
+        _finish(views[i], last.result if stopped else result, text, out_dir, notes[i],
+                stopped_at=last.step if stopped else None)
+
     started = time.perf_counter()
+    yield from run_in_turn(views, streams, GenerationFrame, show, finish, stop)
+    logger.info("ui: %s painted in %.1f s", ", ".join(r.model for r in requests), time.perf_counter() - started)
+
+
+def run_in_turn(views: list[SlotView], streams: list, frame_type: type, show, finish,
+                stop: Optional[threading.Event]) -> Iterator[list[SlotView]]:
+    """Advance every slot's stream by one item in turn and yield the views after each round.
+
+    A stream yields frames (instances of ``frame_type``) and ends with its result as its last item.
+    ``show(i, frame)`` draws a frame into slot ``i``; ``finish(i, result, None)`` ends a slot with
+    its result, ``finish(i, None, last_frame)`` ends it early after ``stop`` is set. Settings a
+    model rejects (a ``ValueError`` from its stream) become a :class:`UiInputError`.
+    """
+    last: list = [None] * len(streams)
     try:
         while not all(v.done for v in views):
             for i, (stream, view) in enumerate(zip(streams, views, strict=True)):
@@ -303,25 +329,21 @@ def paint_side_by_side(
                     continue
                 if stop is not None and stop.is_set() and last[i] is not None:
                     stream.close()
-                    _finish(view, last[i].result, text, out_dir, notes[i], stopped_at=last[i].step)
+                    finish(i, None, last[i])
                     continue
                 try:
                     item = next(stream)
-                except ValueError as err:  # a setting the model's preset rejects, e.g. a size
+                except ValueError as err:  # a setting the model rejects, e.g. a size
                     raise UiInputError(f"{view.model}: {err}") from None
-                if isinstance(item, GenerationFrame):
+                if isinstance(item, frame_type):
                     last[i] = item
-                    view.image = _to_pil(item.images[0])
-                    view.frames.append(view.image)
-                    view.status = (f"{view.model}: step {item.step}/{item.total}, loss {float(item.loss[0]):.4f}"
-                                   + (f"\n\n{notes[i]}" if notes[i] else ""))
+                    show(i, item)
                 else:
-                    _finish(view, item, text, out_dir, notes[i], stopped_at=None)
+                    finish(i, item, None)
             yield views  # once per round: every slot has moved by one frame
     finally:
         for stream in streams:
             stream.close()
-    logger.info("ui: %s painted in %.1f s", ", ".join(r.model for r in requests), time.perf_counter() - started)
 
 
 def _finish(view: SlotView, result, prompt: str, out_dir: Path, note: str, stopped_at: Optional[int]) -> None:

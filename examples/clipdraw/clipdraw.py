@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 try:
     with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on every import
@@ -33,9 +30,16 @@ try:
 except ImportError:  # not installed: the one-line swap does the same
     import clipag as clip
 
-from clipag_plugin.guidance.warp import apply_clipdraw_warp, sample_clipdraw_warp
 from clipag_plugin.progress import StepProgress, log_to_stderr
-from clipag_plugin.render import StrokeScene, render
+from clipag_plugin.synthesis.strokes import (  # noqa: F401  (the notebook's pieces, under its names)
+    DrawConfig,
+    Drawing,
+    augment,
+    clip_input,
+    draw,
+    drawing_loss,
+    init_curves,
+)
 
 # --- hooks that clipag_plugin.adapters.clipdraw.patch() switches ------------------------------
 NUM_AUGS = 4  # augmented copies per step (the notebook's augmentation trick)
@@ -53,71 +57,6 @@ CANVAS = 224
 MAX_WIDTH = 50.0
 NEG_WEIGHT = 0.3
 NEG_PROMPTS = ("A badly drawn sketch.", "Many ugly, messy drawings.")
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclass
-class Drawing:
-    """What a CLIPDraw run leaves: the strokes, the final picture and the loss per step."""
-
-    scene: StrokeScene
-    image: torch.Tensor  # (3, H, W) in [0, 1], over white
-    losses: list[float] = field(default_factory=list)
-
-
-def init_curves(num_paths: int, width: int, height: int, rng: random.Random, device="cpu"):
-    """The notebook's random start: 1-3 segments per path, each control point within +-0.05 of
-    the previous one (in canvas units), width 1.0, uniform random RGBA."""
-    points, widths, colors = [], [], []
-    for _ in range(num_paths):
-        num_segments = rng.randint(1, 3)
-        p0 = (rng.random(), rng.random())
-        path = [p0]
-        for _ in range(num_segments):
-            radius = 0.1
-            p1 = (p0[0] + radius * (rng.random() - 0.5), p0[1] + radius * (rng.random() - 0.5))
-            p2 = (p1[0] + radius * (rng.random() - 0.5), p1[1] + radius * (rng.random() - 0.5))
-            p3 = (p2[0] + radius * (rng.random() - 0.5), p2[1] + radius * (rng.random() - 0.5))
-            path += [p1, p2, p3]
-            p0 = p3
-        pts = torch.tensor(path) * torch.tensor([float(width), float(height)])
-        points.append(pts.to(device).requires_grad_())
-        widths.append(torch.tensor(1.0, device=device).requires_grad_())
-        colors.append(torch.tensor([rng.random() for _ in range(4)], device=device).requires_grad_())
-    return points, widths, colors
-
-
-def clip_input(images: torch.Tensor, model, normalize: bool) -> torch.Tensor:
-    """Normalize with the model's own mean/std (OpenAI's for OpenAI's CLIP) when asked."""
-    if not normalize:
-        return images
-    if hasattr(model, "normalize"):  # clipag models know their checkpoint's statistics
-        return model.normalize(images)
-    mean = torch.tensor(OPENAI_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_STD, device=images.device).view(1, 3, 1, 1)
-    return (images - mean) / std
-
-
-def augment(image: torch.Tensor, size: int, use_augment: bool, copies: int, generator: torch.Generator) -> torch.Tensor:
-    """``copies`` views through RandomPerspective(0.5, white) + RandomResizedCrop(size, 0.7-0.9), or one plain view."""
-    if not use_augment:
-        if image.shape[-1] != size or image.shape[-2] != size:
-            image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return image
-    params = sample_clipdraw_warp(copies, image.shape[-2], image.shape[-1], generator=generator)
-    return apply_clipdraw_warp(image, params, size=size)
-
-
-def drawing_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-                 neg_features: Optional[torch.Tensor] = None, neg_weight: float = NEG_WEIGHT) -> torch.Tensor:
-    """Minus the summed cosine to the prompt over the copies (+ ``neg_weight`` x cosine to each negative)."""
-    image_features = image_features.float()
-    loss = -torch.cosine_similarity(text_features.float(), image_features, dim=1).sum()
-    if neg_features is not None:
-        for neg in neg_features.float():
-            loss = loss + neg_weight * torch.cosine_similarity(neg[None], image_features, dim=1).sum()
-    return loss
 
 
 def clipdraw(
@@ -139,69 +78,27 @@ def clipdraw(
 ) -> Drawing:
     """Optimize ``num_paths`` strokes so that CLIP ``model`` matches the drawing to ``prompt``.
 
-    ``augment_images``/``normalize`` default to the module's ``USE_AUGMENT``/``USE_NORMALIZED_CLIP``.
+    ``augment_images``/``normalize`` default to the module's ``USE_AUGMENT``/``USE_NORMALIZED_CLIP``,
+    and the copies per step to ``NUM_AUGS``, read when called (the switches the adapter sets).
     ``on_step(t, image, loss)`` is called after every step (frames, logging).
     """
-
-    use_augment = USE_AUGMENT if augment_images is None else augment_images
-    use_normalize = USE_NORMALIZED_CLIP if normalize is None else normalize
-    size = int(model.visual.input_resolution)
-    rng = random.Random(seed)
-    generator = torch.Generator().manual_seed(seed)
-
-    # Text features, once.
-    with torch.no_grad():
-        text_features = model.encode_text(clip.tokenize(prompt).to(device))
-        neg_features = model.encode_text(clip.tokenize(list(neg_prompts)).to(device)) if neg_prompts else None
-
-    # Random curves and the three optimizers.
-    points_vars, width_vars, color_vars = init_curves(num_paths, canvas, canvas, rng, device)
-    points_optim = torch.optim.Adam(points_vars, lr=1.0)
-    width_optim = torch.optim.Adam(width_vars, lr=0.1)
-    color_optim = torch.optim.Adam(color_vars, lr=0.01)
-
-    losses: list[float] = []
+    config = DrawConfig(
+        paths=num_paths, steps=num_iter, canvas=canvas, seed=seed, max_width=MAX_WIDTH, copies=NUM_AUGS,
+        augment=USE_AUGMENT if augment_images is None else augment_images,
+        normalize=USE_NORMALIZED_CLIP if normalize is None else normalize,
+        neg_prompts=tuple(neg_prompts), neg_weight=neg_weight,
+    )
     bar = StepProgress(num_iter, "clipdraw", progress)  # a bar on a terminal, a log line every 25 steps elsewhere
-    for t in range(num_iter):
-        # Anneal the points' learning rate (x0.4 at half way, x0.1 at three quarters).
-        if t == int(num_iter * 0.5):
-            for g in points_optim.param_groups:
-                g["lr"] = 0.4
-        if t == int(num_iter * 0.75):
-            for g in points_optim.param_groups:
-                g["lr"] = 0.1
-        for opt in (points_optim, width_optim, color_optim):
-            opt.zero_grad()
 
-        # Render over white, augment, encode once, score against the prompt.
-        scene = StrokeScene.from_paths(points_vars, width_vars, color_vars, canvas, canvas)
-        img = render(scene, backend=backend).unsqueeze(0)
-        im_batch = augment(img, size, use_augment, NUM_AUGS, generator)
-        image_features = model.encode_image(clip_input(im_batch, model, use_normalize))
-        loss = drawing_loss(image_features, text_features, neg_features, neg_weight)
-
-        # Step, then keep widths in [1, 50] and colours in [0, 1].
-        loss.backward()
-        points_optim.step()
-        width_optim.step()
-        color_optim.step()
-        with torch.no_grad():
-            for w in width_vars:
-                w.clamp_(1.0, MAX_WIDTH)
-            for c in color_vars:
-                c.clamp_(0.0, 1.0)
-
-        losses.append(loss.item())
-        bar.update(loss=losses[-1])
+    def step(t: int, image: torch.Tensor, loss: float) -> None:
+        bar.update(loss=loss)
         if on_step is not None:
-            on_step(t, img[0].detach(), losses[-1])
+            on_step(t, image, loss)
 
-    bar.close()
-    with torch.no_grad():
-        scene = StrokeScene.from_paths([p.detach() for p in points_vars], [w.detach() for w in width_vars],
-                                       [c.detach() for c in color_vars], canvas, canvas)
-        image = render(scene, backend=backend)
-    return Drawing(scene, image.cpu(), losses)
+    try:
+        return draw(prompt, model, config, device=device, tokenize=clip.tokenize, backend=backend, on_step=step)
+    finally:
+        bar.close()
 
 
 # --- command line ---------------------------------------------------------------------------------

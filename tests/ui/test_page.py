@@ -71,3 +71,14 @@ def test_two_requests_at_once_both_complete_one_after_the_other(served):
         assert final[1].startswith("mini: done") and final[PER_SLOT + 1].startswith("mini-vanilla: done")
     seeds = {final[4]["seeds"][0] for final, _ in results.values()}
     assert seeds == {1, 2}
+
+
+def test_the_clipdraw_tab_draws_both_models(served):
+    url, _ = served
+    job = _client(url).submit("a red circle on the left, blue background", api_name="/clipdraw", strokes=8, steps=10)
+    final = job.result()
+    assert len(job.outputs()) >= 2
+    for slot, name in ((final[:PER_SLOT], "mini"), (final[PER_SLOT:], "mini-vanilla")):
+        image, status, png, files, settings = slot
+        assert image and png.endswith(".png") and status.startswith(f"{name}: done; 8 strokes")
+        assert any(str(f).endswith(".svg") for f in files) and settings["app"] == "clipdraw"
