@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipag_plugin.synthesis.strokes import DRAW_PRESETS, DrawConfig, Drawing, draw, draw_iter, draw_preset_for
+from clipag_plugin.synthesis.strokes import (
+    DRAW_PRESETS,
+    DrawConfig,
+    Drawing,
+    draw,
+    draw_iter,
+    draw_preset_for,
+)
 
 TINY = DrawConfig(paths=6, steps=5, canvas=32, augment=False)
 
