@@ -258,7 +258,7 @@ def test_every_hub_entry_is_pinned_or_says_it_is_not():
 def test_models_table_says_how_each_entry_is_verified(capsys):
     from clipag_plugin.cli import main
 
-    assert main(["models"]) == 0
+    assert main(["models", "--wide"]) == 0  # the full table, whatever the terminal's width
     out = capsys.readouterr().out
     assert "verified by" in out and "size only" in out and "unpinned (main)" in out and "commit 6bc37e8efa" in out
 
