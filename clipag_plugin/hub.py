@@ -14,6 +14,7 @@ Nothing here builds a model; functions return paths of verified files on disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -21,7 +22,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from .registry import HubFiles, UrlFile
 
@@ -35,6 +36,7 @@ __all__ = [
     "fetch_hub_folder",
     "fetch_url_file",
     "fetch_verified",
+    "download_lock",
     "sha256_of",
     "digests_of",
     "library_tags",
@@ -362,11 +364,57 @@ def fetch_verified(
     Returns:
         ``target``, verified.
     """
+    if target.is_file() and _verify(target, size, sha256, md5) is None:
+        return target
+    if is_offline():  # nothing will be downloaded: the errors need no lock
+        return _fetch_verified_locked(url, target, what=what, fetch_hint=fetch_hint, size=size, sha256=sha256,
+                                      md5=md5, progress=progress, transport=transport)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with download_lock(target, what):  # one download per file across processes; the others wait, then verify
+        return _fetch_verified_locked(url, target, what=what, fetch_hint=fetch_hint, size=size, sha256=sha256,
+                                      md5=md5, progress=progress, transport=transport)
+
+
+@contextlib.contextmanager
+def download_lock(target: Path, what: str = "") -> Iterator[None]:
+    """Hold ``target``'s download lock (an OS file lock in ``.locks/`` beside it) inside the block.
+
+    Other processes fetching the same file wait here (one notice) and then find it downloaded. The
+    operating system releases the lock when its holder exits, even after ``kill -9``, so a dead
+    process never blocks the next one. The small lock files stay, as huggingface_hub's do.
+
+    Args:
+        target: the file being fetched or written.
+        what: names it in the waiting notice.
+
+    Returns:
+        A context manager.
+    """
+    from filelock import FileLock, Timeout
+
+    locks = target.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(locks / (target.name + ".lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("%s: another process is fetching %s; waiting for it", what or "download", target.name)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fetch_verified_locked(url: str, target: Path, *, what: str, fetch_hint: str, size: Optional[int],
+                           sha256: Optional[str], md5: Optional[str], progress: bool,
+                           transport: Optional[Transport]) -> Path:
+    """:func:`fetch_verified` once the download lock is held."""
     corrupt = None
     if target.is_file():
         corrupt = _verify(target, size, sha256, md5)
         if corrupt is None:
-            return target
+            return target  # another process finished it while this one waited
         logger.warning("%s: cached file %s does not verify (%s); it is replaced once a fresh download verifies",
                        what, target, corrupt)
     if is_offline():
@@ -378,7 +426,6 @@ def fetch_verified(
         raise OfflineError(
             f"{what}: {target.name} is not in the cache ({target.parent}) and offline mode is on. {fetch_hint}"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:
         (transport or _http_stream)(url, partial, size, progress)

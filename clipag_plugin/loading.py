@@ -91,8 +91,10 @@ def _url_files(entry: ModelEntry, src: UrlFile, download_root: Optional[str]) ->
     converted = hub.cache_root(download_root) / (Path(src.filename).stem + ".safetensors")
     if not converted.is_file():
         raw = hub.fetch_url_file(src, entry.name, download_root)
-        state = checkpoint.convert_clipag_checkpoint(checkpoint.read_checkpoint(raw))
-        checkpoint.save_state_dict(state, converted)
+        with hub.download_lock(converted, f"Model {entry.name!r}"):  # one conversion across processes
+            if not converted.is_file():
+                state = checkpoint.convert_clipag_checkpoint(checkpoint.read_checkpoint(raw))
+                checkpoint.save_state_dict(state, converted)
     return ResolvedFiles(converted, src.architecture)
 
 

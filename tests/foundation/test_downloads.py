@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_wrong_digest_names_both_digests_and_leaves_nothing(server, tmp_path, on
         _fetch(server, target, sha256=wrong)
     message = str(info.value)
     assert wrong in message and hashlib.sha256(PAYLOAD).hexdigest() in message and str(target) in message
-    assert list(tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.iterdir() if p.name != ".locks"] == []  # (.locks/ holds the download locks)
 
 
 def test_wrong_md5_is_caught_like_a_wrong_sha256(server, tmp_path, online):
@@ -123,7 +124,7 @@ def test_longer_file_than_recorded_is_a_size_error(server, tmp_path, online):
     server.body = PAYLOAD + b"extra"
     with pytest.raises(hub.ChecksumError, match="size"):
         _fetch(server, tmp_path / "weights.pt")
-    assert list(tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.iterdir() if p.name != ".locks"] == []  # (.locks/ holds the download locks)
 
 
 def test_corrupt_cached_file_is_replaced_only_by_a_verified_copy(server, tmp_path, online, caplog):
@@ -286,3 +287,64 @@ def test_models_check_reports_stale_and_missing_pins(monkeypatch, capsys):
     assert "not pinned" in lines["fare4-ViT-B/32-laion2b"]
     assert lines["ViT-B/32"].startswith("ok") and "as recorded" in lines["ViT-B/32"]
     assert lines["mini"].startswith("ok")
+
+
+_FETCH_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from clipag_plugin import hub
+path = hub.fetch_verified(sys.argv[1], Path(sys.argv[2]), what="Test file", fetch_hint="(hint)",
+                          size=int(sys.argv[3]), sha256=sys.argv[4], progress=False)
+print(path.stat().st_size)
+"""
+
+
+def test_several_processes_fetching_one_file_share_one_transfer(tmp_path, monkeypatch):
+    """As every rank of a torchrun job loading a model into an empty cache: one process downloads,
+    the others wait for its lock and find the verified file."""
+    import hashlib
+    import subprocess
+    import sys
+
+    body = bytes(range(256)) * 4096  # 1 MiB, served slowly so that the processes overlap
+    slow = _Server(body)
+    original = slow.httpd.RequestHandlerClass.do_GET
+
+    def do_get(handler):
+        time.sleep(0.5)
+        original(handler)
+
+    slow.httpd.RequestHandlerClass.do_GET = do_get
+    monkeypatch.delenv("CLIPAG_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    target = tmp_path / "cache" / "weights.pt"
+    args = [slow.url, str(target), str(len(body)), hashlib.sha256(body).hexdigest()]
+    try:
+        workers = [subprocess.Popen([sys.executable, "-c", _FETCH_IN_A_PROCESS, *args], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outputs = [w.communicate(timeout=120) for w in workers]
+    finally:
+        slow.close()
+    assert [w.returncode for w in workers] == [0] * 4, [err for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == [str(len(body))] * 4
+    assert len(slow.ranges) == 1  # one transfer
+    assert target.read_bytes() == body and not target.with_name("weights.pt.part").exists()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "weights.pt"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom clipag_plugin import hub\n"
+        f"with hub.download_lock(Path({str(target)!r})):\n    print('locked', flush=True)\n    time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    start = time.monotonic()
+    with hub.download_lock(target):
+        waited = time.monotonic() - start
+    assert waited < 5 and (tmp_path / ".locks" / "weights.pt.lock").exists()
