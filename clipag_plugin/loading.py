@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .registry import REGISTRY, HubFiles, ModelEntry, PackagedFiles, UrlFile, ge
 
 __all__ = ["load", "load_or_fallback", "available_models", "default_device", "resolve_files", "ResolvedFiles"]
 
+logger = logging.getLogger(__name__)
 CONFIG_NAME = "open_clip_config.json"
 _WEIGHT_NAMES = (
     "open_clip_model.safetensors",
@@ -121,6 +123,12 @@ def resolve_files(name: str, download_root: Optional[str] = None, verify: bool =
         src = HubFiles(repo_id=repo, revision=revision or "main")
         return _hub_files(name, src, download_root, verify)
     path = Path(os.path.expanduser(name))
+    if name in REGISTRY and not _explicit_path(name):
+        if path.exists():  # as OpenAI's clip.load: the table first; say which one was used
+            logger.warning("%r is both a registry model and a %s here; loading the registry model (write ./%s "
+                           "for the %s)", name, "folder" if path.is_dir() else "file", name,
+                           "folder" if path.is_dir() else "file")
+        return _registry_files(name, download_root, verify)
     if path.is_dir():
         return _folder_files(path, name)
     if path.is_file():
@@ -129,6 +137,15 @@ def resolve_files(name: str, download_root: Optional[str] = None, verify: bool =
             model_cfg, preprocess_cfg = _read_config(sidecar)
             return ResolvedFiles(path, model_cfg, preprocess_cfg)
         return ResolvedFiles(path, "")  # architecture inferred from the weights' shapes
+    return _registry_files(name, download_root, verify)
+
+
+def _explicit_path(name: str) -> bool:
+    """Whether ``name`` is written as a path (``./x``, ``../x``, ``/x``, ``~/x``), not as a registry name."""
+    return name.startswith(("./", "../", "/", "~", ".\\", "..\\")) or os.path.isabs(name)
+
+
+def _registry_files(name: str, download_root: Optional[str], verify: bool) -> ResolvedFiles:
     entry = get_entry(name)
     src = entry.source
     if isinstance(src, HubFiles):

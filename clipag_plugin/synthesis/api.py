@@ -460,7 +460,7 @@ def _setup(prompt: Any, model: Any, seeds: Union[int, Sequence[int]], device: Op
         logger.info("preset %s%s", chosen.summary(), given)
     guides = load_guides(model, prompts, device, cfg.truncate)
     guides, cfg = prepare_guides(guides, cfg, _device_of(guides))  # the run's weights, never the caller's model
-    size = cfg.size or guides[0].resolution
+    size = cfg.size if cfg.size is not None else guides[0].resolution  # 0 is an error, not "the model's"
     _check_size(size, guides)
     if cfg.init == "gmm" and cfg.gmm_candidates is None:
         dev = _device_of(guides)

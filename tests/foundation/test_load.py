@@ -178,3 +178,17 @@ def test_model_with_another_tokenizer_is_loaded_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="bert-base-uncased.*byte-pair"):
         model, _ = clipag.load(str(folder), device="cpu")
     assert model.encode_image(torch.zeros(1, 3, 32, 32)).shape[-1] == TINY_CFG["embed_dim"]
+
+
+def test_a_folder_named_like_a_registry_model_does_not_shadow_it(tmp_path, monkeypatch, caplog):
+    """An output folder `mini/` in the working directory: `mini` is still the registry's model (as
+    OpenAI's clip.load looks its table up first), and `./mini` is the folder."""
+    from tests.conftest import TINY_CFG, make_open_clip_model, save_open_clip_folder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mini").mkdir()  # e.g. a batch run's output folder, no model inside
+    model, _ = clipag.load("mini", device="cpu")
+    assert model.name == "mini" and model.visual.input_resolution == 96
+    assert "both a registry model and a folder here; loading the registry model (write ./mini" in caplog.text
+    save_open_clip_folder(make_open_clip_model(), tmp_path / "mini", TINY_CFG)
+    assert clipag.load("./mini", device="cpu")[0].visual.input_resolution == 32

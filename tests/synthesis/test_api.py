@@ -185,3 +185,9 @@ def test_closing_generate_iter_stops_the_run_and_keeps_the_best_so_far(tiny_clip
     assert all(p.requires_grad for p in model.parameters())  # the model's state is restored on close
     with pytest.raises(ValueError, match="every=0"):
         next(clipag_plugin.generate_iter("a red barn", model, every=0))
+
+
+def test_size_zero_is_an_error_not_the_models_size(tiny_clip):
+    with pytest.raises(ValueError, match="size 0 is not supported: choose an integer between 16 and 2048"):
+        generate_tensor("a fox", tiny_clip, size=0, steps=1, views=1, crops=0, augment=False, init="noise",
+                        progress=False)
