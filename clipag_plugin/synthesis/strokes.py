@@ -90,7 +90,7 @@ class DrawConfig:
 # Drawing settings per model family; the registry's mini models draw on a 96 px canvas.
 DRAW_PRESETS: dict[str, DrawConfig] = {
     "notebook": DrawConfig(),
-    "mini": DrawConfig(paths=32, steps=200, canvas=96, augment=False, init_width=4.0, max_width=12.0,
+    "mini": DrawConfig(paths=32, steps=200, canvas=96, augment=False, init_width=4.0, max_width=24.0,
                        spread=0.3),
 }
 
