@@ -201,6 +201,6 @@ def _shown(image):
 def _outputs(views) -> list:
     out: list = []
     for view in views:
-        files = [p for p in (view.animation, view.video) if p]
+        files = [p for p in (view.animation, *view.files) if p]
         out += [_shown(view.image), view.status, view.png, files or None, view.settings]
     return out

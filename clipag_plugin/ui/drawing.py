@@ -135,7 +135,7 @@ def draw_side_by_side(
         view.animation = str(out_dir / f"{slug}.gif")
         frames = view.frames + [view.image]
         frames[0].save(view.animation, save_all=True, append_images=frames[1:], duration=120, loop=0)
-        view.video = str(svg)  # the page offers the SVG beside the animation
+        view.files.append(str(svg))
         view.settings = {"prompt": text, "model": view.model, "app": "clipdraw",
                          "config": dataclasses.asdict(configs[i]), "final_loss": loss,
                          "stopped_at_step": steps if last is not None else None}

@@ -21,12 +21,12 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
+from ..synthesis.api import MINI_MODELS
+
 __all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "model_choices", "baseline_of",
            "model_label", "paint_side_by_side", "run_in_turn", "judge_reading", "vocabulary_note", "MINI_MODELS"]
 
 logger = logging.getLogger("clipag_plugin.ui")
-
-from ..synthesis.api import MINI_MODELS  # noqa: E402  (the names the judge can read)
 
 PARAMS = ("preset", "pixels", "multires")
 
@@ -42,14 +42,10 @@ class Caps:
     Args:
         max_size: largest image side in pixels.
         max_steps: most optimization steps per run.
-        max_upload_mb: largest uploaded image.
-        max_upload_px: largest side of an uploaded image.
     """
 
     max_size: int = 512
     max_steps: int = 500
-    max_upload_mb: float = 20.0
-    max_upload_px: int = 4096
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ class SlotView:
     done: bool = False
     png: Optional[str] = None
     animation: Optional[str] = None
-    video: Optional[str] = None
+    files: list = field(default_factory=list)  # further downloads: the MP4, a drawing's SVG
     settings: Optional[dict] = None
     reading: str = ""
     frames: list = field(default_factory=list, repr=False)
@@ -246,9 +242,9 @@ def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at
 
         path = folder / f"{slug}.mp4"
         iio.imwrite(path, np.stack([np.asarray(f.convert("RGB")) for f in big]), fps=8)
-        view.video = str(path)
+        view.files.append(str(path))
     except Exception:  # noqa: BLE001 - MP4 needs imageio with ffmpeg; the GIF is always there
-        view.video = None
+        pass
     settings = {"prompt": prompt, "model": view.model, "preset": result.preset, "seeds": result.seeds,
                 "config": dataclasses.asdict(result.config), "best_loss": float(result.loss[0]),
                 "best_step": int(result.step[0]), "stopped_at_step": stopped_at}
