@@ -27,6 +27,7 @@ from .session import (
     model_choices,
     run_in_turn,
     vocabulary_note,
+    write_animation,
 )
 
 __all__ = ["DrawRequest", "draw_side_by_side", "MAX_STROKES"]
@@ -132,9 +133,8 @@ def draw_side_by_side(
         view.image.save(view.png)
         svg = out_dir / f"{slug}.svg"
         scene.save_svg(svg)
-        view.animation = str(out_dir / f"{slug}.gif")
-        frames = view.frames + [view.image]
-        frames[0].save(view.animation, save_all=True, append_images=frames[1:], duration=120, loop=0)
+        view.animation, video = write_animation(view.frames + [view.image], out_dir / slug)
+        view.files += [p for p in (video,) if p]
         view.files.append(str(svg))
         view.settings = {"prompt": text, "model": view.model, "app": "clipdraw",
                          "config": dataclasses.asdict(configs[i]), "final_loss": loss,

@@ -24,7 +24,8 @@ import torch
 from ..synthesis.api import MINI_MODELS
 
 __all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "model_choices", "baseline_of",
-           "model_label", "paint_side_by_side", "run_in_turn", "judge_reading", "vocabulary_note", "MINI_MODELS"]
+           "model_label", "paint_side_by_side", "run_in_turn", "write_animation", "judge_reading",
+           "vocabulary_note", "MINI_MODELS"]
 
 logger = logging.getLogger("clipag_plugin.ui")
 
@@ -227,29 +228,37 @@ def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at
     view.image = best
     view.png = str(folder / f"{slug}.png")
     best.save(view.png)
-    frames = view.frames + [best]
-    view.animation = str(folder / f"{slug}.gif")
-    from PIL import Image
-
-    size = max(best.size[0], 256)
-    big = [f.resize((size, size), Image.NEAREST) for f in frames]
-    # a fast palette per frame: PIL's default (median cut) costs more than the run's frames themselves
-    palettes = [f.quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in big]
-    palettes[0].save(view.animation, save_all=True, append_images=palettes[1:], duration=120, loop=0)
-    try:
-        import imageio.v3 as iio
-        import numpy as np
-
-        path = folder / f"{slug}.mp4"
-        iio.imwrite(path, np.stack([np.asarray(f.convert("RGB")) for f in big]), fps=8)
-        view.files.append(str(path))
-    except Exception:  # noqa: BLE001 - MP4 needs imageio with ffmpeg; the GIF is always there
-        pass
+    view.animation, video = write_animation(view.frames + [best], folder / slug)
+    if video is not None:
+        view.files.append(video)
     settings = {"prompt": prompt, "model": view.model, "preset": result.preset, "seeds": result.seeds,
                 "config": dataclasses.asdict(result.config), "best_loss": float(result.loss[0]),
                 "best_step": int(result.step[0]), "stopped_at_step": stopped_at}
     view.settings = settings
     (folder / f"{slug}.json").write_text(json.dumps(settings, indent=2, default=str))
+
+
+def write_animation(frames: list, stem: Path) -> tuple[str, Optional[str]]:
+    """``stem.gif`` of ``frames`` (PIL images, enlarged to at least 256 px with sharp pixels), and
+    ``stem.mp4`` too when imageio-ffmpeg is installed; returns both paths (the MP4's or None)."""
+    import importlib.util
+
+    from PIL import Image
+
+    size = max(frames[-1].size[0], 256)
+    big = [f.resize((size, size), Image.NEAREST) for f in frames]
+    # a fast palette per frame: PIL's default (median cut) costs more than the run's frames themselves
+    palettes = [f.quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in big]
+    gif = stem.parent / (stem.name + ".gif")
+    palettes[0].save(gif, save_all=True, append_images=palettes[1:], duration=120, loop=0)
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        return str(gif), None
+    import imageio.v3 as iio
+    import numpy as np
+
+    mp4 = stem.parent / (stem.name + ".mp4")
+    iio.imwrite(mp4, np.stack([np.asarray(f.convert("RGB")) for f in big]), fps=8)
+    return str(gif), str(mp4)
 
 
 def paint_side_by_side(
