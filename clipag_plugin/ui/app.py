@@ -146,7 +146,7 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
                               gr.JSON(label="resolved settings")]
         return slots
 
-    with gr.Blocks(title="clipag: robust CLIP paints") as app:
+    with gr.Blocks(title="clipag: robust CLIP paints", analytics_enabled=False) as app:  # offline-safe
         gr.Markdown(INTRO)
         with gr.Tab("Generate"):
             prompt = gr.Textbox(label="Prompt", value="a red circle on the left, blue background",
