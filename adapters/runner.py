@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import torch
 
 from ._script import module_level_names, run_script, unreachable_bindings
+from .vqgan_clip import REFERENCE_CUTOUT_CLASSES
 
 __all__ = ["APPS", "RunReport", "RunInputError", "RunError", "ProgramNeedsCudaError", "run", "tricks_description"]
 
@@ -50,9 +51,8 @@ class ProgramNeedsCudaError(RunError):
 # and a pattern for the names a fork might have renamed them to.
 _TRICK_HOOKS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "clipdraw": ("augmentation", ("NUM_AUGS",), r"aug"),
-    "vqgan-clip": ("cutouts", ("MakeCutouts", "MakeCutoutsPoolingUpdate", "MakeCutoutsOrig", "MakeCutoutsUpdate",
-                               "MakeCutoutsNRUpdate"), r"cutout"),
-    "clipstyler": ("patch settings", ("args",), r"^args$|arg"),
+    "vqgan-clip": ("cutouts", tuple(REFERENCE_CUTOUT_CLASSES), r"cutout"),
+    "clipstyler": ("patch settings", ("args",), r"arg"),
 }
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Generator, Iterator, Optional, Sequence
+from typing import Any, Callable, Generator, Iterator, Optional, Sequence
 
 import torch
 
@@ -54,6 +54,7 @@ __all__ = [
     "GenerationFrame",
     "optimize",
     "optimize_steps",
+    "run_to_end",
 ]
 
 
@@ -323,7 +324,8 @@ def prepare_guides(
             logger.info("%s: encoder weights %s", guide.name or "model", describe_weights(guide.model, model))
         prepared.append(guide if model is guide.model else replace(guide, model=model, encoder=None))
     resolved = replace(config, precision=dtype_name(compute), weights=dtype_name(weights))
-    if resolved.precision != "fp32" or resolved.weights != "fp32":  # fp32 everywhere needs no notice
+    # said once, when "auto" was resolved to something other than fp32 (fp32 everywhere needs no notice)
+    if resolved != config and (resolved.precision != "fp32" or resolved.weights != "fp32"):
         logger.info("precision: %s compute, %s weights on %s", resolved.precision, resolved.weights, device.type)
     return prepared, resolved
 
@@ -365,13 +367,26 @@ def optimize(
     """
     steps = optimize_steps(init, guides, config, generators, every=1 if callback is not None else 0,
                            device_images=True)
+    return run_to_end(steps, None if callback is None else lambda f: callback(f.step - 1, f.images, f.loss))
+
+
+def run_to_end(steps: Generator[Any, None, Any], on_frame: Optional[Callable[[Any], None]] = None) -> Any:
+    """Drive a loop written as a generator (:func:`optimize_steps`, ``strokes.draw_iter``) to its end.
+
+    Args:
+        steps: the generator: frames, then its result as the return value.
+        on_frame: called with every frame (None: frames are dropped).
+
+    Returns:
+        The generator's return value.
+    """
     while True:
         try:
             frame = next(steps)
         except StopIteration as done:
             return done.value
-        if callback is not None:
-            callback(frame.step - 1, frame.images, frame.loss)
+        if on_frame is not None:
+            on_frame(frame)
 
 
 def optimize_steps(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator, Optional, Sequence, Union
+from typing import Any, Generator, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from ..guidance.warp import apply_clipdraw_warp, sample_clipdraw_warp
 from ..render import StrokeScene, render
 
 __all__ = ["DrawConfig", "DRAW_PRESETS", "draw_preset_for", "Drawing", "DrawFrame", "init_curves", "clip_input",
-           "augment", "drawing_loss", "draw_iter", "draw", "NEG_PROMPTS"]
+           "augment", "drawing_loss", "draw_iter", "draw", "with_options", "NEG_PROMPTS"]
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -288,15 +288,11 @@ def draw(prompt: str, model: Any, config: DrawConfig = DrawConfig(), **options: 
     Returns:
         The :class:`Drawing`.
     """
+    from .loop import run_to_end
+
     on_step = options.pop("on_step", None)
-    steps: Iterator = draw_iter(prompt, model, config, every=1, **options)
-    while True:
-        try:
-            frame = next(steps)
-        except StopIteration as done:
-            return done.value
-        if on_step is not None:
-            on_step(frame.step - 1, frame.image, frame.loss)
+    steps = draw_iter(prompt, model, config, every=1, **options)
+    return run_to_end(steps, None if on_step is None else lambda f: on_step(f.step - 1, f.image, f.loss))
 
 
 def with_options(config: DrawConfig, **changes: Any) -> DrawConfig:

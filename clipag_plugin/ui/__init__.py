@@ -2,12 +2,12 @@
 
 Needs the ``[ui]`` extra (Gradio). :func:`build_app` returns the Gradio app, to serve it yourself
 (a Hugging Face Space, a notebook); ``clipag ui`` serves it locally. The logic the page runs
-lives in :mod:`.session` and works without Gradio.
+lives in :mod:`.slots` and works without Gradio.
 """
 
 from __future__ import annotations
 
-from .session import Caps, SlotRequest, SlotView, UiInputError, paint_side_by_side
+from .slots import Caps, SlotRequest, SlotView, UiInputError, paint_side_by_side
 
 __all__ = ["build_app", "Caps", "SlotRequest", "SlotView", "UiInputError", "paint_side_by_side",
            "MISSING_EXTRA"]

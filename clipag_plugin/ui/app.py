@@ -1,8 +1,8 @@
 """The Gradio page: a prompt, two model slots side by side, live frames, downloads.
 
-The page is a thin layer over :mod:`.session`: the handlers turn the widgets' values into
-:class:`~.session.SlotRequest` objects, stream :func:`~.session.paint_side_by_side`, and map a
-:class:`~.session.UiInputError` (or any error of a run) to a message in the page. Gradio's queue
+The page is a thin layer over :mod:`.slots`: the handlers turn the widgets' values into
+:class:`~.slots.SlotRequest` objects, stream :func:`~.slots.paint_side_by_side`, and map a
+:class:`~.slots.UiInputError` (or any error of a run) to a message in the page. Gradio's queue
 runs one generation at a time per server (one device); the others see their place in the queue.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Optional
 import gradio as gr
 
 from .drawing import DrawRequest, draw_side_by_side
-from .session import (
+from .slots import (
     PARAMS,
     Caps,
     SlotRequest,
@@ -48,6 +48,11 @@ reads the prompt in them. With the augmentation trick off, each step scores the 
 it is. Each model draws with its own drawing preset (the notebook's 256 thin strokes on 224 px for
 full-size CLIPs; fewer, wider strokes on 96 px for the mini models); the SVG of the strokes comes
 with the PNG."""
+
+
+def _stop_for(request: Any) -> threading.Event:
+    """The Stop button's event of the visitor behind ``request`` (Gradio's per-visitor hash)."""
+    return _STOPS.setdefault(getattr(request, "session_hash", None) or "local", threading.Event())
 
 
 def _number(value: Any) -> Optional[int]:
@@ -91,7 +96,7 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
             raise gr.Error(f"The run failed: {err}", print_exception=False) from None
 
     def stop_event(request) -> threading.Event:
-        stop = _STOPS.setdefault(getattr(request, "session_hash", None) or "local", threading.Event())
+        stop = _stop_for(request)
         stop.clear()
         return stop
 
@@ -115,8 +120,7 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
                                               choices=choices))
 
     def request_stop(request: gr.Request = None) -> None:
-        key = getattr(request, "session_hash", None) or "local"
-        _STOPS.setdefault(key, threading.Event()).set()
+        _stop_for(request).set()
 
     def models_row(prefix: str):
         with gr.Row():

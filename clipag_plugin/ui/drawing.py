@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from .session import (
+from .slots import (
     MINI_MODELS,
     Caps,
     SlotView,
     UiInputError,
-    _to_pil,
-    check_prompt,
+    as_pil,
+    check_model_and_steps,
     judge_reading,
-    model_choices,
+    prepare_slots,
     run_in_turn,
-    vocabulary_note,
     write_animation,
 )
 
@@ -54,12 +54,7 @@ class DrawRequest:
 
 
 def _check(request: DrawRequest, caps: Caps, choices: Sequence[str]) -> None:
-    if request.model not in choices:
-        raise UiInputError(f"Model {request.model!r} is not available here (offline and not cached). Available: "
-                           f"{', '.join(choices) or 'none'}. Download it first with `clipag download {request.model}`.")
-    if request.steps is not None and not 1 <= int(request.steps) <= caps.max_steps:
-        raise UiInputError(f"Steps {request.steps} is out of range: this server runs 1 to {caps.max_steps} "
-                           f"(clipag ui --max-steps sets the limit).")
+    check_model_and_steps(request.model, request.steps, caps, choices)
     if request.strokes is not None and not 1 <= int(request.strokes) <= MAX_STROKES:
         raise UiInputError(f"Strokes {request.strokes} is out of range: choose 1 to {MAX_STROKES}.")
     if request.config().canvas > caps.max_size:
@@ -80,7 +75,7 @@ def draw_side_by_side(
     every: int = 10,
     device: Optional[str] = None,
     out_dir: Path,
-    stop=None,
+    stop: Optional[threading.Event] = None,
     choices: Optional[Sequence[str]] = None,
 ) -> Iterator[list[SlotView]]:
     """Draw ``prompt`` with every slot's model, a frame of each in turn; yield the views after each round.
@@ -93,7 +88,7 @@ def draw_side_by_side(
         device: where the models run (None: the best available).
         out_dir: where each drawing's files go.
         stop: a ``threading.Event``; set, every slot ends after its current frame with its strokes so far.
-        choices: the models allowed (default: :func:`~.session.model_choices`).
+        choices: the models allowed (default: :func:`~.slots.model_choices`).
 
     Returns:
         An iterator of the slots' views; the last one has every slot ``done``.
@@ -101,22 +96,16 @@ def draw_side_by_side(
     from ..synthesis.api import load_model
     from ..synthesis.strokes import DrawFrame, draw_iter
 
-    text = check_prompt(prompt)
-    if "|" in text:
+    if "|" in (prompt or ""):
         raise UiInputError("CLIPDraw takes one prompt; weighted parts ('a:1 | b:-0.3') are for the Generate tab.")
-    allowed = list(choices) if choices is not None else model_choices()
-    for request in requests:
-        _check(request, caps, allowed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    views = [SlotView(r.model, "waiting") for r in requests]
-    notes = [vocabulary_note(text, r.model) for r in requests]
+    text, views, notes = prepare_slots(prompt, requests, _check, caps, choices, out_dir)
     configs = [r.config() for r in requests]
     streams = [_ending_with_result(draw_iter(text, load_model(r.model, device), c, every=every))
                for r, c in zip(requests, configs, strict=True)]
 
     def show(i: int, frame: DrawFrame) -> None:
         view = views[i]
-        view.image = _to_pil(frame.image)
+        view.image = as_pil(frame.image)
         view.frames.append(view.image)
         view.status = (f"{view.model}: step {frame.step}/{frame.total}, loss {frame.loss:.4f}"
                        + (f"\n\n{notes[i]}" if notes[i] else ""))
@@ -128,7 +117,7 @@ def draw_side_by_side(
         else:
             scene, image, steps, loss = drawing.scene, drawing.image, len(drawing.losses), drawing.losses[-1]
         slug = view.model.replace("/", "_")
-        view.image = _to_pil(image)
+        view.image = as_pil(image)
         view.png = str(out_dir / f"{slug}.png")
         view.image.save(view.png)
         svg = out_dir / f"{slug}.svg"

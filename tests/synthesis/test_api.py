@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import clipag_plugin
-from clipag_plugin.synthesis import api
+from clipag_plugin.synthesis import api, models
 from clipag_plugin.synthesis.api import generate, generate_tensor
 from clipag_plugin.tokenizer import ContextLengthError
 
@@ -89,7 +89,7 @@ def test_unknown_model_lists_valid_names():
 
 
 def test_default_model_prefers_cached_vitb32(tmp_path, monkeypatch, offline_hub):
-    monkeypatch.setattr(api, "_mini_available", lambda: True)
+    monkeypatch.setattr(models, "_mini_available", lambda: True)
     name, reason = api.default_model_choice(check_network=False)
     assert name == "mini" and "offline" in reason
     cache = tmp_path / "clipag-cache"
@@ -101,21 +101,21 @@ def test_default_model_prefers_cached_vitb32(tmp_path, monkeypatch, offline_hub)
 def test_cli_fallback_to_mini_says_why(monkeypatch, offline_hub):
     from clipag_plugin.cli.generate import resolve_models
 
-    monkeypatch.setattr(api, "_mini_available", lambda: True)
+    monkeypatch.setattr(models, "_mini_available", lambda: True)
     names, note = resolve_models(None)
     assert names == ["mini"] and "offline mode is on" in note
     assert resolve_models(["mini-vanilla"]) == (["mini-vanilla"], "")
 
 
 def test_default_model_without_mini_says_what_to_do(monkeypatch, offline_hub):
-    monkeypatch.setattr(api, "_mini_available", lambda: False)
+    monkeypatch.setattr(models, "_mini_available", lambda: False)
     with pytest.raises(FileNotFoundError, match="--model"):
         api.resolve_default_model()
 
 
 def test_default_model_when_reachable(monkeypatch, tmp_path):
     monkeypatch.setenv("CLIPAG_CACHE", str(tmp_path))
-    monkeypatch.setattr(api, "_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(models, "_reachable", lambda url, timeout=3.0: True)
     monkeypatch.setattr("clipag_plugin.hub.is_offline", lambda: False)
     assert api.default_model_choice()[0] == "ViT-B/32"
 

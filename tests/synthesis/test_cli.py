@@ -171,9 +171,9 @@ def test_generate_nan_saves_best_and_exits_1(tiny_model_dir, tmp_path, capsys, m
 
 
 def test_generate_without_any_default_model(tmp_path, capsys, monkeypatch, offline_hub):
-    from clipag_plugin.synthesis import api
+    from clipag_plugin.synthesis import models
 
-    monkeypatch.setattr(api, "_mini_available", lambda: False)
+    monkeypatch.setattr(models, "_mini_available", lambda: False)
     rc = clipag_main(["generate", "a", "--out", str(tmp_path / "x.png"), *FAST])
     err = capsys.readouterr().err
     assert rc == 2 and "No default model" in err and len(err.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from clipag_plugin.ui.drawing import DrawRequest, draw_side_by_side
-from clipag_plugin.ui.session import Caps, UiInputError
+from clipag_plugin.ui.slots import Caps, UiInputError
 
 PROMPT = "a red circle on the left, blue background"
 

@@ -21,10 +21,11 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from ..synthesis.api import MINI_MODELS
+from ..synthesis.models import MINI_MODELS
 
 __all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "model_choices", "baseline_of",
-           "model_label", "paint_side_by_side", "run_in_turn", "write_animation", "judge_reading",
+           "model_label", "paint_side_by_side", "run_in_turn", "write_animation", "judge_reading", "as_pil",
+           "check_model_and_steps", "prepare_slots",
            "vocabulary_note", "MINI_MODELS"]
 
 logger = logging.getLogger("clipag_plugin.ui")
@@ -158,23 +159,27 @@ def check_prompt(prompt: Optional[str]) -> str:
 def vocabulary_note(prompt: str, model: str) -> str:
     """For the mini models, a sentence naming the prompt's words they never saw ('' otherwise)."""
     from ..guidance.prompts import parse_prompts
-    from ..synthesis.api import vocabulary_note as note
+    from ..synthesis.models import vocabulary_note as note
 
     return note(" ".join(p.text for p in parse_prompts(prompt)), model)
+
+
+def check_model_and_steps(model: str, steps: Optional[int], caps: Caps, choices: Sequence[str]) -> None:
+    """:class:`UiInputError` for a model that cannot be loaded here or steps outside the server's limit."""
+    if model not in choices:
+        raise UiInputError(f"Model {model!r} is not available here (offline and not cached). Available: "
+                           f"{', '.join(choices) or 'none'}. Download it first with `clipag download {model}`.")
+    if steps is not None and not 1 <= int(steps) <= caps.max_steps:
+        raise UiInputError(f"Steps {steps} is out of range: this server runs 1 to {caps.max_steps} "
+                           f"(clipag ui --max-steps sets the limit).")
 
 
 def _check_request(request: SlotRequest, caps: Caps, choices: Sequence[str]) -> None:
     from ..synthesis.api import MIN_SIZE
 
-    if request.model not in choices:
-        offered = ", ".join(choices) or "none"
-        raise UiInputError(f"Model {request.model!r} is not available here (offline and not cached). Available: "
-                           f"{offered}. Download it first with `clipag download {request.model}`.")
+    check_model_and_steps(request.model, request.steps, caps, choices)
     if request.param not in PARAMS:
         raise UiInputError(f"Parametrization {request.param!r} is unknown; choose {', '.join(PARAMS)}.")
-    if request.steps is not None and not 1 <= int(request.steps) <= caps.max_steps:
-        raise UiInputError(f"Steps {request.steps} is out of range: this server runs 1 to {caps.max_steps} "
-                           f"(clipag ui --max-steps sets the limit).")
     if request.size is not None and not MIN_SIZE <= int(request.size) <= caps.max_size:
         raise UiInputError(f"Size {request.size} px is out of range: this server paints {MIN_SIZE} to "
                            f"{caps.max_size} px (clipag ui --max-size sets the limit).")
@@ -215,7 +220,8 @@ def _judge():
     return _JUDGE["judge"]
 
 
-def _to_pil(image: torch.Tensor):
+def as_pil(image: torch.Tensor):
+    """A ``(3, H, W)`` tensor in [0, 1] as a PIL image."""
     from torchvision.transforms.functional import to_pil_image
 
     return to_pil_image(image.detach().float().clamp(0, 1).cpu())
@@ -224,7 +230,7 @@ def _to_pil(image: torch.Tensor):
 def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at: Optional[int]) -> None:
     """The best image as PNG, the frames as GIF (and MP4 when imageio-ffmpeg is there), the settings as JSON."""
     slug = view.model.replace("/", "_")
-    best = _to_pil(result.images[0])
+    best = as_pil(result.images[0])
     view.image = best
     view.png = str(folder / f"{slug}.png")
     best.save(view.png)
@@ -290,19 +296,13 @@ def paint_side_by_side(
     from ..synthesis.api import generate_iter
     from ..synthesis.loop import GenerationFrame
 
-    text = check_prompt(prompt)
-    allowed = list(choices) if choices is not None else model_choices()
-    for request in requests:
-        _check_request(request, caps, allowed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    views = [SlotView(r.model, "waiting") for r in requests]
-    notes = [vocabulary_note(text, r.model) for r in requests]
+    text, views, notes = prepare_slots(prompt, requests, _check_request, caps, choices, out_dir)
     streams = [generate_iter(text, r.model, every=every, seeds=r.seed, device=device, **r.options())
                for r in requests]
 
     def show(i: int, frame: GenerationFrame) -> None:
         view = views[i]
-        view.image = _to_pil(frame.images[0])
+        view.image = as_pil(frame.images[0])
         view.frames.append(view.image)
         view.status = (f"{view.model}: step {frame.step}/{frame.total}, loss {float(frame.loss[0]):.4f}"
                        + (f"\n\n{notes[i]}" if notes[i] else ""))
@@ -315,6 +315,18 @@ def paint_side_by_side(
     started = time.perf_counter()
     yield from run_in_turn(views, streams, GenerationFrame, show, finish, stop)
     logger.info("ui: %s painted in %.1f s", ", ".join(r.model for r in requests), time.perf_counter() - started)
+
+
+def prepare_slots(prompt: str, requests: Sequence[Any], check: Any, caps: Caps, choices: Optional[Sequence[str]],
+                  out_dir: Path) -> tuple[str, list[SlotView], list[str]]:
+    """Check the prompt and every request (``check(request, caps, allowed_models)``) before anything
+    heavy runs; return the prompt text, a waiting view per slot and each slot's vocabulary note."""
+    text = check_prompt(prompt)
+    allowed = list(choices) if choices is not None else model_choices()
+    for request in requests:
+        check(request, caps, allowed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return text, [SlotView(r.model, "waiting") for r in requests], [vocabulary_note(text, r.model) for r in requests]
 
 
 def run_in_turn(views: list[SlotView], streams: list, frame_type: type, show, finish,

@@ -8,7 +8,7 @@ import threading
 import pytest
 from PIL import Image
 
-from clipag_plugin.ui.session import (
+from clipag_plugin.ui.slots import (
     Caps,
     SlotRequest,
     UiInputError,
