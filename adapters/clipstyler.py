@@ -32,39 +32,13 @@ import sys
 import types
 from typing import Iterable, Optional
 
+from clipag_plugin.guidance.directional import PATCH_LEVELS as LEVELS
 from clipag_plugin.guidance.directional import PatchTricks
+from clipag_plugin.guidance.directional import patch_tricks_for as tricks_for
 
 from ._patch import Patcher, clip_shim, device_hook, install_clip_shim
 
 __all__ = ["LEVELS", "tricks_for", "patch", "script_hooks", "pretrained_vgg19"]
-
-LEVELS: dict[str, PatchTricks] = {
-    "full": PatchTricks(),
-    "a": PatchTricks(perspective=False),
-    "b": PatchTricks(perspective=False, threshold=None),
-    "c": PatchTricks(perspective=False, threshold=None, patch_loss=False),
-}
-_ALIASES = {"none": "full", "no-warp": "a", "no-reject": "b", "global-only": "c"}
-
-
-def tricks_for(level: str) -> PatchTricks:
-    """The switches of a level name (or alias: none, no-warp, no-reject, global-only).
-
-    Args:
-        level: ``"full"``, ``"a"``, ``"b"``, ``"c"`` or an alias.
-
-    Returns:
-        The :class:`PatchTricks` of that level.
-    """
-    key = _ALIASES.get(str(level).lower(), str(level).lower())
-    try:
-        return LEVELS[key]
-    except KeyError:
-        raise ValueError(
-            f"unknown CLIPStyler level {level!r}; choose from {', '.join(LEVELS)} "
-            f"(a: no perspective warp, b: also no threshold rejection, c: global loss only)"
-        ) from None
-
 
 class _NoPerspective:
     """``torchvision.transforms.RandomPerspective`` stand-in that returns its input unchanged."""

@@ -19,6 +19,7 @@ import dataclasses
 import time
 
 import torch
+from _overrides import parse_overrides
 
 import clipag
 from clipag_plugin.mini import judge as J
@@ -29,23 +30,6 @@ NAMED = {
     "preset": {},
     "notebook-like": {"paths": 256, "init_width": 1.0, "max_width": 50.0, "spread": 0.1},
 }
-
-
-def parse(text: str) -> dict:
-    """``name=value,...`` (items may also be the names in NAMED) -> DrawConfig changes."""
-    fields = {f.name: f.type for f in dataclasses.fields(DrawConfig)}
-    out: dict = {}
-    for item in filter(None, text.split(",")):
-        if item in NAMED:
-            out.update(NAMED[item])
-            continue
-        key, _, value = item.partition("=")
-        if key not in fields:
-            raise SystemExit(f"unknown drawing setting {key!r}; choose from {', '.join(fields)}")
-        out[key] = {"True": True, "False": False}.get(value, None)
-        if out[key] is None:
-            out[key] = float(value) if "." in value else int(value)
-    return out
 
 
 def main() -> None:
@@ -60,7 +44,7 @@ def main() -> None:
     judge = J.load_judge()
     models = {name: clipag.load(name, device="cpu")[0] for name in args.models}
     for setting in args.settings:
-        config = dataclasses.replace(DRAW_PRESETS["mini"], **parse(setting))
+        config = dataclasses.replace(DRAW_PRESETS["mini"], **parse_overrides(setting, DrawConfig, NAMED))
         for name, model in models.items():
             start = time.perf_counter()
             images = torch.stack([draw(p, model, dataclasses.replace(config, seed=args.skip + i)).image

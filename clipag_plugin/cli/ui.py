@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  clipag ui                                   # http://127.0.0.1:7860\n"
-               "  clipag ui --port 8080 --device cuda --max-size 384 --max-steps 300\n"
+               "  clipag ui --port 8080 --device cuda --max-size 384 --max-steps 300 --max-upload-mb 5\n"
                "  clipag ui --host 0.0.0.0                    # reachable from other machines (shared GPU box)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--max-size", type=int, default=512, help="largest image side a request may ask for")
     parser.add_argument("--max-steps", type=int, default=500, help="most steps a request may ask for")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0,
+                        help="largest content photo a visitor may upload, in MB (CLIPStyler tab)")
     parser.add_argument("--every", type=int, default=10, help="steps between the frames the page shows")
     parser.add_argument("--quiet", action="store_true", help="no log lines, only the URL")
     return parser
@@ -40,14 +42,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     for flag, value, low in (("--max-size", args.max_size, 16), ("--max-steps", args.max_steps, 1),
-                             ("--every", args.every, 1), ("--port", args.port, 1)):
+                             ("--every", args.every, 1), ("--port", args.port, 1),
+                             ("--max-upload-mb", args.max_upload_mb, 0.01)):
         if value < low:
             print(f"clipag ui: error: {flag} {value} must be at least {low}", file=sys.stderr)
             return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         from clipag_plugin.ui import Caps, build_app
-        app = build_app(device=args.device, caps=Caps(max_size=args.max_size, max_steps=args.max_steps),
+        app = build_app(device=args.device, caps=Caps(max_size=args.max_size, max_steps=args.max_steps,
+                                                           max_upload_mb=args.max_upload_mb),
                         every=args.every)
     except ImportError as err:
         print(f"clipag ui: {err}", file=sys.stderr)

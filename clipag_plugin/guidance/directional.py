@@ -25,6 +25,8 @@ from .warp import PerspectiveParams, apply_perspective, sample_perspective
 __all__ = [
     "SOURCE_TEXT",
     "PatchTricks",
+    "PATCH_LEVELS",
+    "patch_tricks_for",
     "PatchParams",
     "template_text_features",
     "text_direction",
@@ -62,6 +64,35 @@ class PatchTricks:
 # --- text and image directions ------------------------------------------------------------
 
 Tokenize = Callable[[Sequence[str]], torch.Tensor]
+
+
+# CLIPStyler's tricks switched off one at a time: the levels the adapter and the page offer.
+PATCH_LEVELS: dict[str, PatchTricks] = {
+    "full": PatchTricks(),
+    "a": PatchTricks(perspective=False),
+    "b": PatchTricks(perspective=False, threshold=None),
+    "c": PatchTricks(perspective=False, threshold=None, patch_loss=False),
+}
+_ALIASES = {"none": "full", "no-warp": "a", "no-reject": "b", "global-only": "c"}
+
+
+def patch_tricks_for(level: str) -> PatchTricks:
+    """The switches of a level name (or alias: none, no-warp, no-reject, global-only).
+
+    Args:
+        level: ``"full"``, ``"a"``, ``"b"``, ``"c"`` or an alias.
+
+    Returns:
+        The :class:`PatchTricks` of that level.
+    """
+    key = _ALIASES.get(str(level).lower(), str(level).lower())
+    try:
+        return PATCH_LEVELS[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown CLIPStyler level {level!r}; choose from {', '.join(PATCH_LEVELS)} "
+            f"(a: no perspective warp, b: also no threshold rejection, c: global loss only)"
+        ) from None
 
 
 @torch.no_grad()

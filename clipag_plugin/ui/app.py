@@ -18,6 +18,7 @@ from typing import Any, Optional
 import gradio as gr
 
 from .drawing import DrawRequest, draw_side_by_side
+from .latents import DEFAULT_STEPS, LatentRequest, vqgan_side_by_side, vqgan_status
 from .slots import (
     PARAMS,
     Caps,
@@ -28,6 +29,7 @@ from .slots import (
     model_label,
     paint_side_by_side,
 )
+from .styling import LEVEL_CHOICES, StyleRequest, style_side_by_side
 
 __all__ = ["build_app", "OUTPUTS_PER_SLOT"]
 
@@ -48,6 +50,54 @@ reads the prompt in them. With the augmentation trick off, each step scores the 
 it is. Each model draws with its own drawing preset (the notebook's 256 thin strokes on 224 px for
 full-size CLIPs; fewer, wider strokes on 96 px for the mini models); the SVG of the strokes comes
 with the PNG."""
+
+
+STYLE_INTRO = """CLIPStyler (Kwon & Ye 2022): a small network learns to repaint your photo so that, in the CLIP's
+space, it moves from the photo towards the style text, while a VGG19 keeps its content. The trick
+level switches the reference's patch tricks off one at a time (a: no perspective warp, b: also no
+threshold rejection, c: the global loss only). The mini models know only their world's words: give
+them a colour, e.g. 'green background', and a picture of their world (the first example)."""
+
+
+VQGAN_INTRO = """VQGAN+CLIP (Crowson 2021): a pretrained VQGAN decodes a grid of latent codes into the picture, and
+the codes are stepped until the CLIP reads the prompt. The reference looks through 32 augmented
+cutouts per step (the trick); with it off, each step scores the whole picture once, as it is."""
+
+
+def _readable_uploads(image: gr.Image) -> gr.Image:
+    """``image`` with unreadable uploads as a message in the page, not a server error. (An instance
+    wrapper: a ``gr.Image`` subclass would make Gradio write a ``.pyi`` stub beside this module.)"""
+    from PIL import Image
+
+    preprocess = image.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise gr.Error(f"The content photo is not an image this server can read ({err}); upload a PNG, JPEG "
+                           f"or WebP of at most {Image.MAX_IMAGE_PIXELS // 1_000_000} megapixels.",
+                           print_exception=False) from None
+
+    image.preprocess = checked
+    return image
+
+
+def _example_photos(folder: Path) -> list[str]:
+    """Content photos that work offline: a picture of the mini world, and two of scikit-image's samples."""
+    import skimage.data
+    from PIL import Image
+
+    from ..mini import world
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = world.render_clean([world.caption_index(0, 0, 0, 2)], seed=0)[0]  # a red circle on the left, blue
+    photos = {"mini-world-red-circle.png": Image.fromarray((scene.permute(1, 2, 0) * 255).round().byte().numpy()),
+              "astronaut.png": Image.fromarray(skimage.data.astronaut()).resize((256, 256)),
+              "coffee.png": Image.fromarray(skimage.data.coffee()).resize((300, 200))}
+    for name, image in photos.items():
+        image.save(folder / name)
+    return [str(folder / name) for name in photos]
 
 
 def _stop_for(request: Any) -> threading.Event:
@@ -83,6 +133,7 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
     second = baseline_of(first) if baseline_of(first) in choices else next((c for c in choices if c != first), first)
     root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="clipag-ui-"))
     labelled = [(model_label(name), name) for name in choices]
+    vqgans, vqgan_message = vqgan_status()
 
     def streamed(views_iter):
         """The page's outputs for each round of views; bad input and failed runs become a message."""
@@ -118,6 +169,24 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
         yield from streamed(draw_side_by_side(prompt, requests, caps=caps, every=every, device=device,
                                               out_dir=root / uuid.uuid4().hex[:12], stop=stop_event(request),
                                               choices=choices))
+
+    def clipstyler(style: str, content: Optional[str], model_a: str, model_b: str, level: str = "preset",
+                   steps: Optional[float] = None, size: Optional[float] = None, seed: Optional[float] = 0,
+                   request: gr.Request = None):
+        requests = [StyleRequest(m, level or "preset", _number(steps), _number(size), _number(seed) or 0)
+                    for m in (model_a, model_b)]
+        yield from streamed(style_side_by_side(style, content, requests, caps=caps, every=every, device=device,
+                                               out_dir=root / uuid.uuid4().hex[:12], stop=stop_event(request),
+                                               choices=choices))
+
+    def vqgan_clip(prompt: str, vqgan: str, model_a: str, model_b: str, steps: Optional[float] = DEFAULT_STEPS,
+                   size: Optional[float] = None, seed: Optional[float] = 0, tricks: str = "off",
+                   request: gr.Request = None):
+        requests = [LatentRequest(m, _number(steps), _number(size), _number(seed) or 0, tricks == "on")
+                    for m in (model_a, model_b)]
+        yield from streamed(vqgan_side_by_side(prompt, vqgan, requests, caps=caps, every=every, device=device,
+                                               out_dir=root / uuid.uuid4().hex[:12], stop=stop_event(request),
+                                               choices=choices, vqgans=vqgans))
 
     def request_stop(request: gr.Request = None) -> None:
         _stop_for(request).set()
@@ -187,6 +256,52 @@ def build_app(*, device: Optional[str] = None, caps: Caps = Caps(), every: int =
             draw_slots = slot_outputs("draw-", "the run (GIF) and the strokes (SVG)")
             draw_run.click(clipdraw, inputs=[draw_prompt, draw_a, draw_b, strokes, draw_steps, draw_seed, tricks],
                            outputs=draw_slots, api_name="clipdraw", concurrency_limit=1, concurrency_id="device")
+        with gr.Tab("CLIPStyler"):
+            gr.Markdown(STYLE_INTRO)
+            photos = _example_photos(root / "examples")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    photo = _readable_uploads(gr.Image(
+                        value=photos[0], type="filepath", sources=["upload", "clipboard"],
+                        label=f"Content photo (at most {caps.max_upload_mb:g} MB)", height=240,
+                        elem_id="style-content"))
+                    gr.Examples([[p] for p in photos], inputs=[photo], label="Offline examples")
+                with gr.Column(scale=2):
+                    style_text = gr.Textbox(label="Style text", value="green background", elem_id="style-text",
+                                            placeholder="oil painting, fire, watercolor (mini: 'green background')")
+                    style_a, style_b = models_row("style-")
+                    with gr.Row():
+                        level = gr.Radio(list(LEVEL_CHOICES), value="preset", label="Trick level")
+                        style_steps = gr.Number(value=None, label=f"Steps (1-{caps.max_steps}; blank: the preset)",
+                                                precision=0)
+                        style_size = gr.Number(value=None, label=f"Size px (32-{caps.max_size}; blank: the preset)",
+                                               precision=0)
+                        style_seed = gr.Number(value=0, label="Seed", precision=0)
+            style_run = buttons("style-", "Stylize")
+            style_slots = slot_outputs("style-", "the run (GIF / MP4)")
+            style_run.click(clipstyler, inputs=[style_text, photo, style_a, style_b, level, style_steps, style_size,
+                                                style_seed],
+                            outputs=style_slots, api_name="clipstyler", concurrency_limit=1, concurrency_id="device")
+        with gr.Tab("VQGAN+CLIP"):
+            gr.Markdown(VQGAN_INTRO)
+            if not vqgans:
+                gr.Markdown(f"**Not available here.** {vqgan_message}", elem_id="vqgan-missing")
+            else:
+                vq_prompt = gr.Textbox(label="Prompt", value="a red circle on the left, blue background",
+                                       elem_id="vqgan-prompt")
+                with gr.Row():
+                    vq_name = gr.Dropdown(vqgans, value=vqgans[0], label="VQGAN")
+                    vq_a, vq_b = models_row("vqgan-")
+                with gr.Row():
+                    vq_steps = gr.Number(value=DEFAULT_STEPS, label=f"Steps (1-{caps.max_steps})", precision=0)
+                    vq_size = gr.Number(value=None, label=f"Size px (64-{caps.max_size}; blank: 512 on a GPU, "
+                                                          f"256 otherwise)", precision=0)
+                    vq_seed = gr.Number(value=0, label="Seed", precision=0)
+                    vq_tricks = gr.Radio(["off", "on"], value="off", label="Cutout trick")
+                vq_run = buttons("vqgan-", "Generate")
+                vq_slots = slot_outputs("vqgan-", "the run (GIF / MP4)")
+                vq_run.click(vqgan_clip, inputs=[vq_prompt, vq_name, vq_a, vq_b, vq_steps, vq_size, vq_seed, vq_tricks],
+                             outputs=vq_slots, api_name="vqgan_clip", concurrency_limit=1, concurrency_id="device")
     return app
 
 

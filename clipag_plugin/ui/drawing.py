@@ -11,23 +11,21 @@ world judge's reading.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from .slots import (
-    MINI_MODELS,
     Caps,
     SlotView,
     UiInputError,
-    as_pil,
     check_model_and_steps,
-    judge_reading,
+    close_slot,
+    ending_with_result,
     prepare_slots,
     run_in_turn,
-    write_animation,
+    show_frame,
 )
 
 __all__ = ["DrawRequest", "draw_side_by_side", "MAX_STROKES"]
@@ -60,11 +58,6 @@ def _check(request: DrawRequest, caps: Caps, choices: Sequence[str]) -> None:
     if request.config().canvas > caps.max_size:
         raise UiInputError(f"{request.model} draws on a {request.config().canvas} px canvas, above this server's "
                            f"{caps.max_size} px limit (clipag ui --max-size).")
-
-
-def _ending_with_result(stream):
-    drawing = yield from stream
-    yield drawing
 
 
 def draw_side_by_side(
@@ -100,15 +93,11 @@ def draw_side_by_side(
         raise UiInputError("CLIPDraw takes one prompt; weighted parts ('a:1 | b:-0.3') are for the Generate tab.")
     text, views, notes = prepare_slots(prompt, requests, _check, caps, choices, out_dir)
     configs = [r.config() for r in requests]
-    streams = [_ending_with_result(draw_iter(text, load_model(r.model, device), c, every=every))
+    streams = [ending_with_result(draw_iter(text, load_model(r.model, device), c, every=every))
                for r, c in zip(requests, configs, strict=True)]
 
     def show(i: int, frame: DrawFrame) -> None:
-        view = views[i]
-        view.image = as_pil(frame.image)
-        view.frames.append(view.image)
-        view.status = (f"{view.model}: step {frame.step}/{frame.total}, loss {frame.loss:.4f}"
-                       + (f"\n\n{notes[i]}" if notes[i] else ""))
+        show_frame(views[i], frame.image, frame.step, frame.total, frame.loss, notes[i])
 
     def finish(i: int, drawing, last: Optional[DrawFrame]) -> None:
         view = views[i]
@@ -116,26 +105,12 @@ def draw_side_by_side(
             scene, image, steps, loss = last.scene, last.image, last.step, last.loss
         else:
             scene, image, steps, loss = drawing.scene, drawing.image, len(drawing.losses), drawing.losses[-1]
-        slug = view.model.replace("/", "_")
-        view.image = as_pil(image)
-        view.png = str(out_dir / f"{slug}.png")
-        view.image.save(view.png)
-        svg = out_dir / f"{slug}.svg"
+        svg = out_dir / f"{view.model.replace('/', '_')}.svg"
         scene.save_svg(svg)
-        view.animation, video = write_animation(view.frames + [view.image], out_dir / slug)
-        view.files += [p for p in (video,) if p]
-        view.files.append(str(svg))
-        view.settings = {"prompt": text, "model": view.model, "app": "clipdraw",
-                         "config": dataclasses.asdict(configs[i]), "final_loss": loss,
-                         "stopped_at_step": steps if last is not None else None}
-        (out_dir / f"{slug}.json").write_text(json.dumps(view.settings, indent=2, default=str))
-        ended = f"stopped at step {steps}" if last is not None else "done"
-        view.status = f"{view.model}: {ended}; {configs[i].paths} strokes, loss {loss:.4f}"
-        if view.model in MINI_MODELS:
-            view.reading = judge_reading(image, text)
-            view.status += f"\n\n{view.reading}"
-        if notes[i]:
-            view.status += f"\n\n{notes[i]}"
-        view.done = True
+        settings = {"prompt": text, "model": view.model, "app": "clipdraw", "config": dataclasses.asdict(configs[i]),
+                    "final_loss": loss}
+        close_slot(view, image, out_dir, settings, f"{configs[i].paths} strokes, loss {loss:.4f}", text,
+                   notes[i], [str(svg)],
+                   stopped_at=steps if last is not None else None)
 
     yield from run_in_turn(views, streams, DrawFrame, show, finish, stop)

@@ -25,7 +25,7 @@ from ..synthesis.models import MINI_MODELS
 
 __all__ = ["Caps", "SlotRequest", "SlotView", "UiInputError", "check_prompt", "model_choices", "baseline_of",
            "model_label", "paint_side_by_side", "run_in_turn", "write_animation", "judge_reading", "as_pil",
-           "check_model_and_steps", "prepare_slots",
+           "check_model_and_steps", "prepare_slots", "ending_with_result", "close_slot", "show_frame",
            "vocabulary_note", "MINI_MODELS"]
 
 logger = logging.getLogger("clipag_plugin.ui")
@@ -44,10 +44,14 @@ class Caps:
     Args:
         max_size: largest image side in pixels.
         max_steps: most optimization steps per run.
+        max_upload_mb: largest uploaded photo, in megabytes.
+        max_upload_pixels: most pixels of an uploaded photo (checked before it is decoded).
     """
 
     max_size: int = 512
     max_steps: int = 500
+    max_upload_mb: float = 20.0
+    max_upload_pixels: int = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,37 @@ def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at
     (folder / f"{slug}.json").write_text(json.dumps(settings, indent=2, default=str))
 
 
+def show_frame(view: SlotView, image01: torch.Tensor, step: int, total: int, loss: float, note: str = "") -> None:
+    """Draw a running slot's frame: the picture, kept for the animation, and ``step s/N, loss L``."""
+    view.image = as_pil(image01)
+    view.frames.append(view.image)
+    view.status = f"{view.model}: step {step}/{total}, loss {loss:.4g}" + (f"\n\n{note}" if note else "")
+
+
+def close_slot(view: SlotView, image01: torch.Tensor, out_dir: Path, settings: dict, summary: str,
+               judge_prompt: str, note: str = "", extra_files: Sequence[str] = (),
+               stopped_at: Optional[int] = None) -> None:
+    """End an app's slot: its picture as PNG, the animation of its frames, the settings as JSON
+    (with ``stopped_at_step``), the status line ``"<model>: done; <summary>"`` (or ``stopped at step
+    N``) with the judge's reading (mini models) and the vocabulary note."""
+    slug = view.model.replace("/", "_")
+    view.image = as_pil(image01)
+    view.png = str(out_dir / f"{slug}.png")
+    view.image.save(view.png)
+    view.animation, video = write_animation(view.frames + [view.image], out_dir / slug)
+    view.files += [p for p in (video, *extra_files) if p]
+    view.settings = {**settings, "stopped_at_step": stopped_at}
+    (out_dir / f"{slug}.json").write_text(json.dumps(view.settings, indent=2, default=str))
+    ended = f"stopped at step {stopped_at}" if stopped_at is not None else "done"
+    view.status = f"{view.model}: {ended}; {summary}"
+    if view.model in MINI_MODELS:
+        view.reading = judge_reading(image01, judge_prompt)
+        view.status += f"\n\n{view.reading}"
+    if note:
+        view.status += f"\n\n{note}"
+    view.done = True
+
+
 def write_animation(frames: list, stem: Path) -> tuple[str, Optional[str]]:
     """``stem.gif`` of ``frames`` (PIL images, enlarged to at least 256 px with sharp pixels), and
     ``stem.mp4`` too when imageio-ffmpeg is installed; returns both paths (the MP4's or None)."""
@@ -301,11 +336,7 @@ def paint_side_by_side(
                for r in requests]
 
     def show(i: int, frame: GenerationFrame) -> None:
-        view = views[i]
-        view.image = as_pil(frame.images[0])
-        view.frames.append(view.image)
-        view.status = (f"{view.model}: step {frame.step}/{frame.total}, loss {float(frame.loss[0]):.4f}"
-                       + (f"\n\n{notes[i]}" if notes[i] else ""))
+        show_frame(views[i], frame.images[0], frame.step, frame.total, float(frame.loss[0]), notes[i])
 
     def finish(i: int, result, last: Optional[GenerationFrame]) -> None:
         stopped = last is not None
@@ -327,6 +358,13 @@ def prepare_slots(prompt: str, requests: Sequence[Any], check: Any, caps: Caps, 
         check(request, caps, allowed)
     out_dir.mkdir(parents=True, exist_ok=True)
     return text, [SlotView(r.model, "waiting") for r in requests], [vocabulary_note(text, r.model) for r in requests]
+
+
+def ending_with_result(stream):
+    """A loop written as a generator (frames, then its result as the return value) as one that
+    yields the result as its last item, the form :func:`run_in_turn` reads."""
+    result = yield from stream
+    yield result
 
 
 def run_in_turn(views: list[SlotView], streams: list, frame_type: type, show, finish,

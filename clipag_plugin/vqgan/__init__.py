@@ -12,7 +12,14 @@ from __future__ import annotations
 from .build import TINY_CONFIG, VqganConfig, build_vqmodel, downsample_factor, random_vqgan, read_config
 from .checkpoint import LIGHTNING_ALLOW_LIST, convert_vqgan_checkpoint, read_lightning_checkpoint
 from .lightning_shim import import_taming_vqgan, install_lightning_shim
-from .loading import ConvertedVqgan, convert_to_cache, load_vqgan, resolve_vqgan, vqgan_cache_dir
+from .loading import (
+    ConvertedVqgan,
+    cached_vqgans,
+    convert_to_cache,
+    load_vqgan,
+    resolve_vqgan,
+    vqgan_cache_dir,
+)
 from .quantize import (
     codebook,
     codebook_bounds,
@@ -33,7 +40,7 @@ from .registry import (
 )
 
 __all__ = [
-    "load_vqgan", "resolve_vqgan", "convert_to_cache", "vqgan_cache_dir", "ConvertedVqgan",
+    "load_vqgan", "resolve_vqgan", "cached_vqgans", "convert_to_cache", "vqgan_cache_dir", "ConvertedVqgan",
     "VQGAN_REGISTRY", "DEFAULT_VQGAN", "VqganEntry", "VqganUrlFiles", "VqganHubFiles", "get_vqgan_entry",
     "vqgan_names", "VqganConfig", "TINY_CONFIG", "read_config", "build_vqmodel", "random_vqgan",
     "downsample_factor", "read_lightning_checkpoint", "convert_vqgan_checkpoint", "LIGHTNING_ALLOW_LIST",

@@ -21,9 +21,9 @@ from .. import hub
 from ..registry import HubFiles
 from .build import VqganConfig, build_vqmodel, config_from_dict, read_config
 from .checkpoint import convert_vqgan_checkpoint, read_lightning_checkpoint
-from .registry import DEFAULT_VQGAN, VqganEntry, VqganHubFiles, VqganUrlFiles, get_vqgan_entry
+from .registry import DEFAULT_VQGAN, VQGAN_REGISTRY, VqganEntry, VqganHubFiles, VqganUrlFiles, get_vqgan_entry
 
-__all__ = ["ConvertedVqgan", "load_vqgan", "resolve_vqgan", "convert_to_cache", "vqgan_cache_dir"]
+__all__ = ["ConvertedVqgan", "load_vqgan", "resolve_vqgan", "convert_to_cache", "vqgan_cache_dir", "cached_vqgans"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -62,6 +62,32 @@ def _read_converted(folder: Path) -> Optional[ConvertedVqgan]:
         config = config_from_dict(json.loads((folder / CONFIG_NAME).read_text()), str(folder / CONFIG_NAME))
         return ConvertedVqgan(folder, config)
     return None
+
+
+def cached_vqgans(download_root: Optional[Union[str, os.PathLike]] = None) -> list[str]:
+    """The registry's VQGANs that :func:`load_vqgan` can load without a network (converted, or downloaded).
+
+    Args:
+        download_root: cache root, or None for the default.
+
+    Returns:
+        Registry names, in table order.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    ready = []
+    for name, entry in VQGAN_REGISTRY.items():
+        folder = vqgan_cache_dir(name, download_root)
+        src = entry.source
+        if _read_converted(folder) is not None:
+            ready.append(name)
+        elif isinstance(src, VqganUrlFiles):
+            if (folder / "model.yaml").is_file() and (folder / "last.ckpt").is_file():
+                ready.append(name)
+        elif all(isinstance(try_to_load_from_cache(src.repo_id, f, revision=src.revision), str)
+                 for f in (src.config_filename, src.checkpoint_filename)):
+            ready.append(name)
+    return ready
 
 
 def convert_to_cache(

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from torch import optim
-from torch.nn import functional as F
 
 try:
     with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on every import
@@ -36,8 +34,8 @@ except ImportError:  # OpenAI's clip is not installed: clipag is the drop-in
 
 from clipag_plugin import vqgan as vq
 from clipag_plugin.guidance.cutouts import CUTOUT_MODES, Cutouts
-from clipag_plugin.guidance.losses import prompt_loss
 from clipag_plugin.guidance.prompts import parse_prompts
+from clipag_plugin.synthesis.latents import LatentConfig, LatentTargets, text_targets, vqgan_clip_iter
 
 # OpenAI CLIP's normalization, as the reference hard-codes it (the adapter swaps in the model's own).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -178,40 +176,19 @@ def run(args: argparse.Namespace) -> Run:
     print(f"Using device: {device}; seed {seed}; {side_x}x{side_y} px; CLIP {getattr(clip, 'last_loaded', None) or args.clip_model}; "
           f"cutouts {make.extra_repr()}")
 
-    # z: random codebook entries, or the encoding of the initial image
-    if args.init_image:
-        z = vq.encode_latents(model, read_image(args.init_image, (side_x, side_y)).to(device))
-    else:
-        z = vq.random_code_latents(model, toks_y, toks_x, generator)
-    z_min, z_max = vq.codebook_bounds(model)
-    z_orig = z.clone()
-    z.requires_grad_(True)
-    opt = optim.Adam([z], lr=args.learning_rate)
-
     # targets: text embeddings and image-prompt cutout embeddings, one weight and stop per row
-    embeds, weights, stops = [], [], []
-    for prompt in prompts:
-        embeds.append(perceptor.encode_text(clip.tokenize(prompt.text).to(device)).float())
-        weights.append(prompt.weight)
-        stops.append(prompt.stop)
+    targets = text_targets(prompts, perceptor, clip.tokenize) if prompts else None
     for prompt in image_prompts:
         image = read_image(prompt.text, (side_x, side_y)).to(device)
-        e = perceptor.encode_image(normalize(make(image, generator=generator))).float()
-        embeds.append(e)
-        weights += [prompt.weight / e.shape[0]] * e.shape[0]  # the mean over its cutouts
-        stops += [prompt.stop] * e.shape[0]
-    targets = torch.cat(embeds).detach()
-
-    def synth() -> torch.Tensor:
-        return vq.synth(model, z)
-
-    def ascend_txt() -> tuple[torch.Tensor, torch.Tensor]:
-        out = synth()
-        iii = perceptor.encode_image(normalize(make(out, generator=generator))).float()
-        loss = prompt_loss(iii, targets, weights, stops, distance="spherical").sum()
-        if args.init_weight:
-            loss = loss + F.mse_loss(z, z_orig) * args.init_weight / 2
-        return loss, out
+        e = perceptor.encode_image(normalize(make(image, generator=generator))).float().detach()
+        rows = LatentTargets(e, [prompt.weight / e.shape[0]] * e.shape[0], [prompt.stop] * e.shape[0])  # mean
+        targets = rows if targets is None else targets + rows
+    # z: random codebook entries, or the encoding of the initial image
+    init = vq.encode_latents(model, read_image(args.init_image, (side_x, side_y)).to(device)) \
+        if args.init_image else None
+    config = LatentConfig(width=side_x, height=side_y, steps=args.steps, lr=args.learning_rate,
+                          cut_method=args.cut_method, cutn=args.cutn, cut_pow=args.cut_pow,
+                          init_weight=args.init_weight, seed=seed)
 
     result = Run(vqgan=args.vqgan, clip_model=str(getattr(clip, "last_loaded", None) or args.clip_model))
     result.output = Path(args.output)
@@ -223,24 +200,18 @@ def run(args: argparse.Namespace) -> Run:
 
     # a bar on a terminal; elsewhere a log line at every save
     bar = StepProgress(args.steps + 1, "vqgan+clip", False if args.quiet else None, every=args.save_every)
-    for i in range(args.steps + 1):
-        # one step: decode, cut out, embed, loss, Adam, keep z inside the codebook's box
-        opt.zero_grad(set_to_none=True)
-        loss, out = ascend_txt()
-        result.losses.append(float(loss.detach()))
-        bar.update(loss=result.losses[-1])
-        if i % args.save_every == 0 or i == args.steps:
+    # the module's make_cutouts and normalize (what the adapter switches) make and normalize the views
+    for frame in vqgan_clip_iter(targets, perceptor, model, config, cutouts=make, normalize=normalize,
+                                 init_latents=init, generator=generator):
+        out = frame.image[None]
+        result.losses.append(frame.loss)
+        bar.update(loss=frame.loss)
+        if frame.step % args.save_every == 0 or frame.step == args.steps:
             save_png(out, result.output, text or args.image_prompts)
         if args.video:
-            to_pil(out).save(steps_dir / f"{i:04d}.png")
+            to_pil(out).save(steps_dir / f"{frame.step:04d}.png")
         if args.gif:
             frames.append(to_pil(out))
-        if i == args.steps:
-            break
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            z.copy_(z.maximum(z_min).minimum(z_max))
 
     bar.close()
     if args.gif and frames:

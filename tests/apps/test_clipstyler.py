@@ -31,7 +31,7 @@ def tiny_vgg():
 
 
 def test_stylenet_shapes_range_and_reference_size(app):
-    from stylenet import StyleNet
+    from clipag_plugin.synthesis.stylenet import StyleNet
 
     net = StyleNet()
     for shape in ((1, 3, 64, 64), (2, 3, 32, 48)):
@@ -45,7 +45,7 @@ def test_stylenet_shapes_range_and_reference_size(app):
 
 
 def test_stylenet_gradient_reaches_every_parameter(app):
-    from stylenet import StyleNet
+    from clipag_plugin.synthesis.stylenet import StyleNet
 
     torch.manual_seed(0)
     net = StyleNet(ngf=4)
@@ -224,7 +224,7 @@ def _setup(app, tiny_clip, tiny_vgg, **overrides):
 def test_few_steps_lower_the_loss(app, tiny_clip, tiny_vgg):
     model, tokenize, content, config, targets = _setup(app, tiny_clip, tiny_vgg)
     torch.manual_seed(config.seed)
-    from stylenet import StyleNet
+    from clipag_plugin.synthesis.stylenet import StyleNet
 
     net = StyleNet()
 
@@ -251,9 +251,12 @@ def test_level_c_has_no_patch_loss_and_level_a_no_warp(app, tiny_clip, tiny_vgg,
     run = dict(progress=False, targets=targets)
     _, history, _ = app.stylize(content, "fire", model, tokenize, tiny_vgg, config, tricks=tricks_for("c"), **run)
     assert history[0]["patch"] == 0.0 and history[0]["global"] > 0
+    from clipag_plugin.synthesis import styling
+
     seen = []
-    real = app.sample_patch_params
-    monkeypatch.setattr(app, "sample_patch_params", lambda *a, **k: seen.append(k["perspective"]) or real(*a, **k))
+    real = styling.sample_patch_params
+    monkeypatch.setattr(styling, "sample_patch_params",
+                        lambda *a, **k: seen.append(k["perspective"]) or real(*a, **k))
     app.stylize(content, "fire", model, tokenize, tiny_vgg, config, tricks=tricks_for("a"), **run)
     app.stylize(content, "fire", model, tokenize, tiny_vgg, config, tricks=tricks_for("full"), **run)
     assert seen == [False, True]

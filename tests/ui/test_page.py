@@ -82,3 +82,45 @@ def test_the_clipdraw_tab_draws_both_models(served):
         image, status, png, files, settings = slot
         assert image and png.endswith(".png") and status.startswith(f"{name}: done; 8 strokes")
         assert any(str(f).endswith(".svg") for f in files) and settings["app"] == "clipdraw"
+
+
+def test_the_clipstyler_tab_styles_an_uploaded_photo_with_both_models(served, tmp_path):
+    from gradio_client import handle_file
+
+    from clipag_plugin.mini import world
+
+    scene = world.render_clean([world.caption_index(0, 0, 0, 2)], seed=0)[0]
+    from torchvision.transforms.functional import to_pil_image
+
+    to_pil_image(scene).save(tmp_path / "scene.png")
+    client = _client(served[0])
+    job = client.submit("green background", handle_file(str(tmp_path / "scene.png")), api_name="/clipstyler",
+                        steps=10)
+    final = job.result()
+    assert len(job.outputs()) >= 2  # a frame at step 5 before the end
+    for slot, name in ((final[:PER_SLOT], "mini"), (final[PER_SLOT:], "mini-vanilla")):
+        image, status, png, files, settings = slot
+        assert image and png.endswith(".png") and status.startswith(f"{name}: done; 64 px")
+        assert settings["app"] == "clipstyler" and settings["content"] == "scene.png"
+    (tmp_path / "notes.png").write_text("not a picture")
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="not an image this server can read"):
+        client.predict("green background", handle_file(str(tmp_path / "notes.png")), api_name="/clipstyler")
+    assert client.predict(PROMPT, api_name="/generate", steps=5)[1].startswith("mini: done")
+
+
+def test_the_vqgan_tab_says_what_is_missing(served):
+    _, app = served
+    texts = [c.get("props", {}).get("value") or "" for c in app.config["components"]]
+    missing = [t for t in texts if "Not available here" in t]
+    assert len(missing) == 1
+    assert "clipag-plugin[vqgan]" in missing[0] or "python -m clipag_plugin.vqgan download" in missing[0]
+
+
+def test_building_the_page_writes_nothing_into_the_package(served):
+    from pathlib import Path
+
+    import clipag_plugin.ui
+
+    assert not list(Path(clipag_plugin.ui.__file__).parent.glob("*.pyi"))  # Gradio writes stubs for subclasses

@@ -76,7 +76,7 @@ class StyleNet(nn.Module):
         if x.ndim != 4 or x.shape[-2] % SIDE_MULTIPLE or x.shape[-1] % SIDE_MULTIPLE:
             raise ValueError(
                 f"StyleNet needs images (B, C, H, W) with H and W multiples of {SIDE_MULTIPLE}, got {tuple(x.shape)}; "
-                f"resize or pad the image (clipstyler.load_content does this)"
+                f"resize or pad the image (clipag_plugin.synthesis.content.load_content does this)"
             )
         x = self.init(self.conv_init(x))
         d1, s1 = self.down1(x)
