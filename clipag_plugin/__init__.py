@@ -16,15 +16,17 @@ from .tokenizer import tokenize as tokenize
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "tokenize", "available_models", "generate", "generate_iter", "GenerationFrame",
-           "GenerationResult", "__version__"]
-_LAZY = ("generate", "generate_iter", "GenerationFrame", "GenerationResult")
+__all__ = ["load", "tokenize", "available_models", "generate", "generate_iter", "generate_batch", "read_captions",
+           "GenerationFrame", "GenerationResult", "__version__"]
+_LAZY = ("generate", "generate_iter", "generate_batch", "read_captions", "GenerationFrame", "GenerationResult")
 
 if TYPE_CHECKING:  # pragma: no cover
     from .synthesis import GenerationFrame as GenerationFrame
     from .synthesis import GenerationResult as GenerationResult
     from .synthesis import generate as generate
+    from .synthesis import generate_batch as generate_batch
     from .synthesis import generate_iter as generate_iter
+    from .synthesis import read_captions as read_captions
 
 
 def __getattr__(name: str) -> Any:

@@ -8,8 +8,10 @@ lines to stderr, one line each, for scripts that have no logging set up.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
+import time
 from typing import Any, Optional
 
 __all__ = ["StepProgress", "log_to_stderr"]
@@ -27,17 +29,20 @@ class StepProgress:
             log line every ``every`` steps elsewhere.
         every: steps between log lines off a terminal.
         log: where the log lines go (default: ``clipag_plugin.progress``).
+        unit: what is counted (``"step"``, ``"image"``), in the bar and the log lines.
     """
 
     def __init__(self, total: int, label: str, progress: Optional[bool] = None, every: int = 25,
-                 log: Optional[logging.Logger] = None) -> None:
+                 log: Optional[logging.Logger] = None, unit: str = "step") -> None:
         from tqdm.auto import tqdm
 
         # disable=None lets tqdm decide: a bar only when stderr is a terminal
-        self.bar = tqdm(total=total, desc=label, disable=None if progress is None else not progress, leave=False)
+        self.bar = tqdm(total=total, desc=label, disable=None if progress is None else not progress, leave=False,
+                        unit=unit)
         self.logging = self.bar.disable and progress is not False
-        self.total, self.label, self.every = total, label, max(1, every)
+        self.total, self.label, self.every, self.unit = total, label, max(1, every), unit
         self.done = 0
+        self.started = time.monotonic()
         self.log = log or logger
 
     def update(self, **values: Any) -> None:
@@ -49,7 +54,10 @@ class StepProgress:
             self.bar.set_postfix(shown)
         if self.logging and (self.done % self.every == 0 or self.done == self.total):
             extra = "".join(f", {k} {v}" for k, v in shown.items())
-            self.log.info("%s: step %d/%d%s", self.label, self.done, self.total, extra)
+            if self.done < self.total:  # the time left at the pace so far
+                left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+                extra += f", eta {datetime.timedelta(seconds=round(left))}"
+            self.log.info("%s: %s %d/%d%s", self.label, self.unit, self.done, self.total, extra)
 
     def close(self) -> None:
         """Remove the bar."""

@@ -143,14 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
                "examples:\n"
                '  clipag generate "a red circle on the left, blue background" --model mini --out circle.png\n'
                '  clipag generate "a watercolor of a fox" --model ViT-B/32 --seed 0 1 2 --out fox.png\n'
-               '  clipag generate "a red barn" --param multires --views 1 --crops 0 --no-augment --preset none',
+               '  clipag generate "a red barn" --param multires --views 1 --crops 0 --no-augment --preset none\n'
+               "  clipag generate --prompts captions.txt --out-dir runs/ --model mini --seeds 2\n"
+               "  torchrun --nproc-per-node 4 -m clipag generate --prompts coco.jsonl --out-dir runs/",
     )
-    parser.add_argument("prompt", help="text prompt(s)")
+    parser.add_argument("prompt", nargs="?", default=None, help="text prompt(s) (or --prompts FILE)")
     parser.add_argument("--model", nargs="+", default=None,
                         help="model name(s) or path(s); several = an ensemble (losses summed). "
                              "Default: ViT-B/32 when cached or reachable, else the embedded 'mini'")
     parser.add_argument("--out", default="clipag.png", help="output image (several seeds: NAME_s<seed>.png)")
     parser.add_argument("--gif", default=None, help="also write an animated GIF of the frames (needs --save-every)")
+    batch = parser.add_argument_group(
+        "many captions (one model load; resumable: a rerun skips what is done; under torchrun each rank takes "
+        "its share)")
+    batch.add_argument("--prompts", default=None, metavar="FILE",
+                       help="caption file: .txt one caption a line, or .csv / .jsonl with id and caption")
+    batch.add_argument("--out-dir", default=None, metavar="DIR",
+                       help="output folder: DIR/<model>/<id>.png and DIR/manifest.jsonl (needs --prompts)")
+    batch.add_argument("--seeds", dest="per_caption", type=int, default=1, metavar="K",
+                       help="pictures per caption; seeds come from the caption id and --seed (default 1)")
+    batch.add_argument("--batch", dest="batch_size", type=int, default=8, metavar="N",
+                       help="pictures optimized together, each against its own caption (default 8)")
     add_generation_options(parser)
     return parser
 
@@ -187,8 +200,58 @@ def run_cli(command: str, body) -> int:
         return 2
 
 
+def _generate_batch(args: argparse.Namespace) -> int:
+    from clipag_plugin.synthesis.batch import generate_batch, read_captions
+    from clipag_plugin.train import dist
+
+    if args.prompt:
+        raise CliError("give either a prompt or --prompts FILE, not both")
+    if not args.out_dir:
+        raise CliError("--prompts needs --out-dir DIR (where the pictures and manifest.jsonl go)")
+    if len(args.seeds) > 1:
+        raise CliError("with --prompts, --seed takes one base seed; --seeds K asks for K pictures per caption")
+    for flag, value in (("--seeds", args.per_caption), ("--batch", args.batch_size)):
+        if value < 1:
+            raise CliError(f"{flag} {value} must be at least 1")
+    setup_logging(args.quiet)
+    explicit = explicit_options(args)
+    config_from_args(args)  # bad values fail here, before any model is loaded
+    captions = read_captions(args.prompts)
+    where = dist.setup_from_env()
+    try:
+        models, note = resolve_models(args.model)
+        if note and where.is_main:
+            print(f"clipag generate: {note}", file=sys.stderr)
+        device = args.device
+        if device is None and where.enabled and torch_cuda():
+            device = f"cuda:{where.local_rank}"
+        summary = generate_batch(captions, models if len(models) > 1 else models[0], args.out_dir,
+                                 per_caption=args.per_caption, seed=args.seeds[0], batch_size=args.batch_size,
+                                 device=device, preset=args.preset, progress=False if args.quiet else None,
+                                 **explicit)
+    finally:
+        dist.cleanup()
+    if where.is_main:
+        print(f"{summary.folder}: {summary.made} pictures painted, {summary.skipped} already there "
+              f"(settings {summary.settings}); manifest {summary.manifest}")
+    return 0
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _generate(args: argparse.Namespace) -> int:
     from clipag_plugin.synthesis.api import generate_tensor
+
+    if args.prompts or args.out_dir:
+        if not args.prompts:
+            raise CliError("--out-dir is for caption files: add --prompts FILE (or use --out for one prompt)")
+        return _generate_batch(args)
+    if not args.prompt:
+        raise CliError('give a prompt, e.g. clipag generate "a red circle", or a caption file with --prompts FILE')
     from clipag_plugin.synthesis.frames import check_writable, save_gif
     from clipag_plugin.synthesis.loop import NonFiniteLossWarning
 

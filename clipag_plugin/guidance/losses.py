@@ -17,6 +17,7 @@ __all__ = [
     "spherical_distance_sq",
     "DISTANCES",
     "prompt_loss",
+    "positive_cosine",
     "view_crop_loss",
 ]
 
@@ -62,12 +63,15 @@ def prompt_loss(
 
     A negative weight pushes away from its text. ``stops[t]`` zeroes the gradient of views whose
     signed distance ``sign(w_t) * d`` is already below it (the value is unchanged), exactly as
-    VQGAN+CLIP's ``Prompt`` module.
+    VQGAN+CLIP's ``Prompt`` module. Weights (and stops) may also be one row per image: then each
+    image has prompts of its own among the ``T`` texts (a zero weight leaves a text out), so images
+    with different captions share one batch.
 
     Args:
         images: ``(groups * V, D)`` view embeddings, grouped by image (V consecutive views each).
         texts: ``(T, D)`` text embeddings.
-        weights, stops: ``(T,)``; ``stops=None`` means no stop.
+        weights, stops: ``(T,)`` for every image alike, or ``(groups, T)`` one row per image;
+            ``stops=None`` means no stop.
         groups: number of images the views belong to.
 
     Returns:
@@ -75,17 +79,32 @@ def prompt_loss(
     """
     if images.shape[0] % groups:
         raise ValueError(f"{images.shape[0]} view embeddings do not split into {groups} equal groups")
-    w = torch.as_tensor(weights, dtype=images.dtype, device=images.device).reshape(-1)
-    if w.shape[0] != texts.shape[0]:
-        raise ValueError(f"{w.shape[0]} weights for {texts.shape[0]} prompts; give one weight per prompt")
-    d = _distance(distance)(images, texts) * torch.sign(w)  # (N, T), signed
+    n_texts = texts.shape[0]
+    w = torch.as_tensor(weights, dtype=images.dtype, device=images.device)
+    if w.dim() <= 1:
+        if w.reshape(-1).shape[0] != n_texts:
+            raise ValueError(f"{w.reshape(-1).shape[0]} weights for {n_texts} prompts; give one weight per prompt")
+        w = w.reshape(1, n_texts)
+    elif w.shape != (groups, n_texts):
+        raise ValueError(f"weights of shape {tuple(w.shape)} for {groups} images and {n_texts} prompts; give (T,) "
+                         f"or one row per image ({groups}, {n_texts})")
+    d = _distance(distance)(images, texts).reshape(groups, -1, n_texts) * torch.sign(w)[:, None, :]  # signed
     if stops is not None:
-        s = torch.as_tensor(stops, dtype=images.dtype, device=images.device).reshape(1, -1)
+        s = torch.as_tensor(stops, dtype=images.dtype, device=images.device)
+        s = s.reshape(1, 1, n_texts) if s.dim() <= 1 else s[:, None, :]
         # same value, gradient only where the signed distance is above the stop (straight-through max)
         floor = torch.maximum(d, s)
         d = floor + (d - floor).detach()
-    per_prompt = d.reshape(groups, -1, texts.shape[0]).mean(dim=1)  # (groups, T)
-    return (per_prompt * w.abs()).sum(dim=-1)
+    return (d.mean(dim=1) * w.abs()).sum(dim=-1)
+
+
+def positive_cosine(images: torch.Tensor, texts: torch.Tensor, weights: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """``(groups,)`` mean cosine of each image's views to its positively weighted texts
+    (weights ``(T,)`` or one row per image, as :func:`prompt_loss`); NaN where an image has none."""
+    cos = cosine_similarity(images, texts).reshape(groups, -1, texts.shape[0]).mean(dim=1)  # (groups, T)
+    positive = (torch.as_tensor(weights, device=images.device) > 0).to(cos.dtype)
+    positive = positive.reshape(1, -1) if positive.dim() <= 1 else positive  # (1 or groups, T)
+    return (cos * positive).sum(dim=-1) / positive.sum(dim=-1)
 
 
 def view_crop_loss(

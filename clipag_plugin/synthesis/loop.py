@@ -16,7 +16,7 @@ from typing import Any, Callable, Generator, Iterator, Optional, Sequence
 
 import torch
 
-from ..guidance.losses import cosine_similarity, prompt_loss, view_crop_loss
+from ..guidance.losses import positive_cosine, prompt_loss, view_crop_loss
 from ..guidance.views import (
     NO_AUGMENT,
     ViewConfig,
@@ -148,8 +148,8 @@ class Guide:
 
     model: torch.nn.Module
     texts: torch.Tensor  # (T, D)
-    weights: torch.Tensor  # (T,)
-    stops: Optional[torch.Tensor]  # (T,) or None
+    weights: torch.Tensor  # (T,), or (B, T): each image its own prompts among the texts (batches of captions)
+    stops: Optional[torch.Tensor]  # like weights, or None
     name: str = ""
     encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # e.g. compiled; None: model.encode_pixels
 
@@ -254,15 +254,14 @@ def guide_losses(
             views, crops, guide.texts, guide.weights, guide.stops,
             config.view_weight, config.crop_weight, config.distance, groups=b,
         )
-        positive = guide.weights > 0
         whole = emb[:, 0].detach() if n_whole else None
         if whole is not None:
             whole_total = whole_total + prompt_loss(whole, guide.texts, guide.weights, guide.stops, config.distance, b)
-        if bool(positive.any()):
+        if bool((guide.weights > 0).any()):
             seen = views if n_views else crops
-            cosines.append(cosine_similarity(seen.detach(), guide.texts[positive]).view(b, -1).mean(dim=1))
+            cosines.append(positive_cosine(seen.detach(), guide.texts, guide.weights, b))
             if whole is not None:
-                whole_cosines.append(cosine_similarity(whole, guide.texts[positive]).mean(dim=1))
+                whole_cosines.append(positive_cosine(whole, guide.texts, guide.weights, b))
     nan = images.new_full((b,), float("nan"))
     cosine = torch.stack(cosines).mean(0) if cosines else nan
     if not n_whole:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from clipag_plugin.guidance.losses import (
     cosine_distance,
@@ -93,3 +94,26 @@ def test_errors():
         prompt_loss(_rand(3, 4), t, [1.0, 1.0], groups=2)
     with pytest.raises(ValueError):
         prompt_loss(_rand(2, 4), t, [1.0, 1.0], distance="l2")  # type: ignore[arg-type]
+
+
+def test_one_weight_row_per_image_equals_each_image_alone():
+    from clipag_plugin.guidance.losses import positive_cosine
+
+    g = torch.Generator().manual_seed(0)
+    views = torch.randn(2 * 3, 8, generator=g, dtype=torch.float64)  # 2 images, 3 views each
+    texts = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    rows = torch.tensor([[1.0, 0.0, -0.3], [0.0, 2.0, 0.0]], dtype=torch.float64)
+    stops = torch.tensor([[-1.0, -1.0, 0.2], [-1.0, 0.5, -1.0]], dtype=torch.float64)
+    for distance in ("cosine", "spherical"):
+        batched = prompt_loss(views, texts, rows, stops, distance, groups=2)
+        alone = [prompt_loss(views[3 * i:3 * i + 3], texts, rows[i], stops[i], distance) for i in range(2)]
+        assert torch.allclose(batched, torch.cat(alone))
+    cos = positive_cosine(views, texts, rows, groups=2)
+    expected = [F.cosine_similarity(views[0:3], texts[0:1]).mean(), F.cosine_similarity(views[3:6], texts[1:2]).mean()]
+    assert torch.allclose(cos, torch.stack(expected))
+    assert torch.allclose(positive_cosine(views, texts, torch.tensor([1.0, -1.0, 1.0]), groups=2),
+                          positive_cosine(views, texts, torch.tensor([[1.0, -1.0, 1.0]] * 2), groups=2))
+    fn = lambda v: prompt_loss(v, texts, rows, None, "spherical", groups=2)  # noqa: E731  (stops: straight-through)
+    assert torch.autograd.gradcheck(fn, (views.clone().requires_grad_(),))
+    with pytest.raises(ValueError, match=r"one row per image \(2, 3\)"):
+        prompt_loss(views, texts, torch.ones(3, 3), groups=2)
