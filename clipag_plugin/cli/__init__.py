@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("clipag_plugin.cli.models", "list the models clipag.load accepts, and which are cached"),
     "download": ("clipag_plugin.cli.download", "fetch a model's weights ahead of time (for offline use)"),
     "generate": ("clipag_plugin.cli.generate", "generator-free text-to-image by optimizing pixels"),
+    "score": ("clipag_plugin.cli.score", "CLIP score, FID/KID/IS and the mini world's numbers of a batch run"),
     "compare": ("clipag_plugin.cli.compare", "side-by-side grid of generations from several models/settings"),
     "gmm": ("clipag_plugin.cli.gmm", "fit the Gaussian initialization used by `generate --init gmm`"),
     "finetune": ("clipag_plugin.cli.finetune", "adversarially fine-tune a CLIP image encoder (CLIPAG recipe)"),

@@ -4,7 +4,8 @@ Files already cached are hashed again against their recorded digests; an interru
 resumes where it stopped.
 
 Accepts CLIP names (``clipag models``), ``hf-hub:org/repo``, and the apps' auxiliary weights:
-VGG19 for CLIPStyler (``vgg19``) and the VQGAN checkpoints (``python -m clipag_plugin.vqgan list``).
+VGG19 for CLIPStyler (``vgg19``), the VQGAN checkpoints (``python -m clipag_plugin.vqgan list``)
+and the Inception-v3 of FID, KID and IS (``inception``, for ``clipag score``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ def _fetch(name: str, download_root: Optional[str]) -> Path:
         from ..vgg import fetch_vgg_weights
 
         return fetch_vgg_weights(name, download_root)
+    if name == "inception":
+        from ..scoring.inception import fetch_inception
+
+        return fetch_inception(download_root)
     if name in VQGAN_REGISTRY:
         from ..vqgan import resolve_vqgan
 
@@ -38,7 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         epilog="examples:\n  clipag download ViT-B/32\n  clipag download fare4-ViT-L/14 vgg19\n"
                "  clipag download ViT-B/32 --download-root /data/clipag-cache",
     )
-    parser.add_argument("names", nargs="+", help="CLIP names, hf-hub:org/repo, vgg19, or a VQGAN name")
+    parser.add_argument("names", nargs="+", help="CLIP names, hf-hub:org/repo, vgg19, inception, or a VQGAN name")
     parser.add_argument("--download-root", default=None, help="cache folder (as clipag.load's download_root)")
     args = parser.parse_args(argv)
     status = 0
