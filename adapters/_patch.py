@@ -10,6 +10,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from clipag_plugin.preprocess import OPENAI_MEAN, OPENAI_STD
+
 __all__ = ["Patcher", "clip_shim", "install_clip_shim", "robust_name", "device_hook", "CLIP_MODULE_NAMES",
            "OPENAI_NAMES"]
 
@@ -81,9 +83,6 @@ class Patcher:
     def __exit__(self, *exc: object) -> None:
         self.restore()
 
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 logger = logging.getLogger("clipag_plugin.adapters")
 

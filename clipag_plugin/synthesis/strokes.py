@@ -24,13 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from ..guidance.warp import apply_clipdraw_warp, sample_clipdraw_warp
+from ..preprocess import OPENAI_MEAN, OPENAI_STD
 from ..render import StrokeScene, render
 
 __all__ = ["DrawConfig", "DRAW_PRESETS", "draw_preset_for", "Drawing", "DrawFrame", "init_curves", "clip_input",
            "augment", "drawing_loss", "draw_iter", "draw", "with_options", "NEG_PROMPTS"]
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 NEG_PROMPTS = ("A badly drawn sketch.", "Many ugly, messy drawings.")
 
 

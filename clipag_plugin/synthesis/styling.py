@@ -36,6 +36,7 @@ from ..guidance.directional import (
     text_direction,
 )
 from ..guidance.templates import IMAGENET_TEMPLATES
+from ..preprocess import OPENAI_MEAN, OPENAI_STD
 from .content import REFERENCE_SIZE
 from .stylenet import StyleNet
 
@@ -43,8 +44,6 @@ __all__ = ["StyleConfig", "STYLE_PRESETS", "style_preset_for", "CONTENT_NETS", "
            "Stylized", "StyleFrame", "clip_normalize", "encode", "total_variation", "prepare_targets", "crop_side",
            "step_losses", "weighted_total", "stylize_iter", "stylize", "finish_image", "with_options"]
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CONTENT_NETS = ("vgg19", "random-vgg19")
 
 

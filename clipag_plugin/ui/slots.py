@@ -231,23 +231,6 @@ def as_pil(image: torch.Tensor):
     return to_pil_image(image.detach().float().clamp(0, 1).cpu())
 
 
-def _write_outputs(view: SlotView, result, prompt: str, folder: Path, stopped_at: Optional[int]) -> None:
-    """The best image as PNG, the frames as GIF (and MP4 when imageio-ffmpeg is there), the settings as JSON."""
-    slug = view.model.replace("/", "_")
-    best = as_pil(result.images[0])
-    view.image = best
-    view.png = str(folder / f"{slug}.png")
-    best.save(view.png)
-    view.animation, video = write_animation(view.frames + [best], folder / slug)
-    if video is not None:
-        view.files.append(video)
-    settings = {"prompt": prompt, "model": view.model, "preset": result.preset, "seeds": result.seeds,
-                "config": dataclasses.asdict(result.config), "best_loss": float(result.loss[0]),
-                "best_step": int(result.step[0]), "stopped_at_step": stopped_at}
-    view.settings = settings
-    (folder / f"{slug}.json").write_text(json.dumps(settings, indent=2, default=str))
-
-
 def show_frame(view: SlotView, image01: torch.Tensor, step: int, total: int, loss: float, note: str = "") -> None:
     """Draw a running slot's frame: the picture, kept for the animation, and ``step s/N, loss L``."""
     view.image = as_pil(image01)
@@ -402,13 +385,9 @@ def run_in_turn(views: list[SlotView], streams: list, frame_type: type, show, fi
 
 
 def _finish(view: SlotView, result, prompt: str, out_dir: Path, note: str, stopped_at: Optional[int]) -> None:
-    _write_outputs(view, result, prompt, out_dir, stopped_at)
-    step = int(result.step[0])
-    ended = f"stopped at step {stopped_at}" if stopped_at is not None else "done"
-    view.status = f"{view.model}: {ended}; best image from step {step}, loss {float(result.loss[0]):.4f}"
-    if view.model in MINI_MODELS:
-        view.reading = judge_reading(result.images[0], prompt)
-        view.status += f"\n\n{view.reading}"
-    if note:
-        view.status += f"\n\n{note}"
-    view.done = True
+    """End a generation slot: its best image, the animation, the settings, the status line."""
+    step, loss = int(result.step[0]), float(result.loss[0])
+    settings = {"prompt": prompt, "model": view.model, "preset": result.preset, "seeds": result.seeds,
+                "config": dataclasses.asdict(result.config), "best_loss": loss, "best_step": step}
+    close_slot(view, result.images[0], out_dir, settings, f"best image from step {step}, loss {loss:.4f}", prompt,
+               note, stopped_at=stopped_at)
