@@ -216,6 +216,9 @@ def _generate_batch(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     explicit = explicit_options(args)
     config_from_args(args)  # bad values fail here, before any model is loaded
+    if args.gif or explicit.get("save_every"):
+        raise CliError("--gif and --save-every keep the frames of one prompt; a caption file writes the "
+                       "finished pictures only")
     captions = read_captions(args.prompts)
     where = dist.setup_from_env()
     try:

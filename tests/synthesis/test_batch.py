@@ -165,3 +165,23 @@ def test_two_ranks_paint_the_same_pictures_as_one(tmp_path):
         a = np.asarray(Image.open(tmp_path / "two" / record["file"]), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "one" / record["file"]), dtype=np.int16)
         assert np.abs(a - b).max() <= 1, cid
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--prompts", "{c}"], "--prompts needs --out-dir"),
+    (["--out-dir", "{d}", "a red circle"], "--out-dir is for caption files"),
+    (["--prompts", "{c}", "--out-dir", "{d}", "a red circle"], "either a prompt or --prompts"),
+    (["--prompts", "{c}", "--out-dir", "{d}", "--seed", "1", "2"], "one base seed"),
+    (["--prompts", "{c}", "--out-dir", "{d}", "--seeds", "0"], "--seeds 0 must be at least 1"),
+    (["--prompts", "{c}", "--out-dir", "{d}", "--save-every", "5"], "finished pictures only"),
+    (["--prompts", "{d}/none.txt", "--out-dir", "{d}"], "does not exist"),
+    ([], "give a prompt"),
+])
+def test_batch_flags_misused_are_one_line(tmp_path, capsys, args, match):
+    from clipag_plugin.cli.generate import main
+
+    captions = _write(tmp_path / "c.txt", CAPTIONS[:1])
+    argv = [a.format(c=captions, d=tmp_path) for a in args] + ["--model", "mini", "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
