@@ -11,9 +11,9 @@ progress display); :func:`stylize` returns the finished :class:`Stylized`. The b
 
 Each model gets styling settings of its own, as generation presets do (:data:`STYLE_PRESETS`,
 :func:`style_preset_for`): the reference's for the full-size CLIPs; for the mini models a 64 px
-image, their world's vocabulary as the source text and a seeded random VGG19 as the content
-network (their world is flat shapes, whose edges random filters keep; it runs offline), chosen by
-measurement (docs/adapters.md).
+image, lighter CLIP losses and a seeded random VGG19 as the content network (their world is flat
+shapes, whose edges random filters keep; it runs offline), chosen by measurement with the world's
+judge (docs/adapters.md, "Styling presets").
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ class StyleConfig:
 # Styling settings per model family; the registry's mini models work at their world's 64 px.
 STYLE_PRESETS: dict[str, StyleConfig] = {
     "reference": StyleConfig(),
-    "mini": StyleConfig(size=64, steps=100, lr=2e-3, num_crops=16, crop_size=32, source_text="a picture",
-                        tricks=PatchTricks(perspective=False), content_net="random-vgg19"),
+    "mini": StyleConfig(size=64, steps=100, lr=2e-3, num_crops=16, crop_size=32, lambda_patch=900.0,
+                        lambda_dir=50.0, source_text="a picture", tricks=PatchTricks(perspective=False),
+                        content_net="random-vgg19"),
 }
 
 
