@@ -12,7 +12,8 @@ judge against the changed caption: ``style`` = the asked attribute now reads the
 ``content`` = shape and position still read as before, ``both`` = the two at once. Each
 ``--settings`` entry is ``name=value,...`` over the ``mini`` styling preset
 (:data:`clipag_plugin.synthesis.styling.STYLE_PRESETS`); ``preset`` is the preset as it is,
-``reference`` the reference's settings at the mini size, ``level-a/b/c`` the trick levels.
+``reference`` the reference's settings at the mini size (content network kept: the offline random
+VGG19), ``level-a/b/c`` the trick levels.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from clipag_plugin.synthesis.styling import STYLE_PRESETS, StyleConfig, content_
 NAMED = {
     "preset": {},
     "reference": {f.name: getattr(StyleConfig(), f.name) for f in dataclasses.fields(StyleConfig)
-                  if f.name not in ("size", "seed")},
+                  if f.name not in ("size", "seed", "content_net")},
     "level-full": {"tricks": PatchTricks()},
     "level-a": {"tricks": PatchTricks(perspective=False)},
     "level-b": {"tricks": PatchTricks(perspective=False, threshold=None)},

@@ -260,6 +260,7 @@ def generate_batch(
     models = [as_model(item, device) for item in items]
     names = [str(getattr(m, "name", "") or (i if isinstance(i, str) else type(m).__name__))
              for m, i in zip(models, items, strict=True)]
+    # the run's encoders, prepared once (precision, weights); each batch puts its captions' texts in
     guides = [Guide(m, _encode(m, ["a picture"], config.truncate), torch.ones(1), None, name=n)
               for m, n in zip(models, names, strict=True)]
     run_device = next(models[0].parameters()).device

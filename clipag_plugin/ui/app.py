@@ -53,7 +53,8 @@ with the PNG."""
 
 
 STYLE_INTRO = """CLIPStyler (Kwon & Ye 2022): a small network learns to repaint your photo so that, in the CLIP's
-space, it moves from the photo towards the style text, while a VGG19 keeps its content. The trick
+space, it moves from the photo towards the style text, while a VGG19 keeps its content (for the mini
+models a seeded random one, so the tab works offline). The trick
 level switches the reference's patch tricks off one at a time (a: no perspective warp, b: also no
 threshold rejection, c: the global loss only). The mini models know only their world's words: give
 them a colour, e.g. 'green background', and a picture of their world (the first example)."""
