@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from clipag_plugin.scoring.metrics import clip_score, inception_scores, judge_scores
+from clipag_plugin.scoring.metrics import PictureScores
 from clipag_plugin.synthesis.batch import Caption, Manifest, generate_batch
 
 
@@ -54,31 +54,36 @@ def coco_captions(annotations: Path, n: int) -> list[Caption]:
     return [Caption(str(i), " ".join(first[i][1].split())) for i in ids[:n]]
 
 
-def coco_reference(images: Path, captions: list[Caption], size: int = 256) -> torch.Tensor:
-    """The COCO photos of the captions, centre-cropped square and resized to ``size`` px, in [0, 1]."""
+def coco_reference(images: Path, captions: list[Caption], size: int = 256, chunk: int = 256):
+    """The COCO photos of the captions, centre-cropped square and resized to ``size`` px, in [0, 1],
+    in chunks of ``chunk`` (10,000 photos need not fit in memory)."""
     import numpy as np
     from PIL import Image
 
-    out = []
-    for caption in captions:
-        path = images / f"COCO_val2014_{int(caption.id):012d}.jpg"
-        with Image.open(path) as photo:
-            photo = photo.convert("RGB")
-            side = min(photo.size)
-            left, top = (photo.width - side) // 2, (photo.height - side) // 2
-            photo = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-            out.append(np.asarray(photo, dtype=np.float32) / 255)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+    for start in range(0, len(captions), chunk):
+        out = []
+        for caption in captions[start:start + chunk]:
+            with Image.open(images / f"COCO_val2014_{int(caption.id):012d}.jpg") as photo:
+                photo = photo.convert("RGB")
+                side = min(photo.size)
+                left, top = (photo.width - side) // 2, (photo.height - side) // 2
+                photo = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+                out.append(np.asarray(photo, dtype=np.float32) / 255)
+        yield torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
 
 
-def read_run(out: Path, label: str) -> tuple[torch.Tensor, list[str]]:
-    """The pictures of one model's folder in a batch run, and their captions (manifest order)."""
+def score_run(out: Path, label: str, scores: PictureScores, chunk: int = 256) -> dict:
+    """Feed one model's pictures of a batch run to ``scores`` in chunks; its numbers."""
     import numpy as np
     from PIL import Image
 
     records = sorted((r for r in Manifest(out).records() if r["model"] == label), key=lambda r: r["id"])
-    arrays = [np.asarray(Image.open(out / r["file"]).convert("RGB"), dtype=np.float32) / 255 for r in records]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), [r["caption"] for r in records]
+    scores.reset()
+    for start in range(0, len(records), chunk):
+        part = records[start:start + chunk]
+        arrays = [np.asarray(Image.open(out / r["file"]).convert("RGB"), dtype=np.float32) / 255 for r in part]
+        scores.update(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), [r["caption"] for r in part])
+    return scores.compute()
 
 
 def main() -> None:
@@ -104,16 +109,20 @@ def main() -> None:
         prompts = pag.seeded_prompts(args.captions or 32, seed=2024)[0]
         captions = [Caption(f"{i:04d}", p) for i, p in enumerate(prompts)]
         models = ["mini", "mini-vanilla"]
+        # each model's pictures are CLIP-scored by the mini model that did not paint them
+        scorers = {name: PictureScores(clipag.load(other, device="cpu")[0], judge=True)
+                   for name, other in (("mini", "mini-vanilla"), ("mini-vanilla", "mini"))}
     else:
         if not (args.annotations and args.images):
             raise SystemExit("coco needs --annotations captions_val2014.json and --images val2014/")
         captions = coco_captions(args.annotations, args.captions or 10_000)
         models = args.models or ["ViT-B/32"]
-        reference = coco_reference(args.images, captions)
         from clipag_plugin.scoring.inception import inception_path
 
-        weights = inception_path()
-        scorer = clipag.load(args.scorer, device=args.device or "cpu")[0]
+        scores = PictureScores(clipag.load(args.scorer, device=args.device or "cpu")[0], inception=inception_path())
+        for chunk in coco_reference(args.images, captions):
+            scores.add_reference(chunk)
+        scorers = {name: scores for name in models}
     print("| model | param | " + ("colour+shape | all four | judge conf | judge FID | CLIP score (other mini)"
                                   if args.world == "mini" else "FID | KID | IS | CLIP score") + " | s/picture |")
     print("|---|---|" + "---|" * (6 if args.world == "mini" else 5))
@@ -124,17 +133,12 @@ def main() -> None:
             summary = generate_batch(captions, name, out, batch_size=args.batch, device=args.device, param=param,
                                      **extra)
             seconds = (time.perf_counter() - start) / max(1, summary.made) if summary.made else float("nan")
-            images, texts = read_run(out, summary.folder.name)
-            if args.world == "mini":
-                other = clipag.load("mini-vanilla" if name == "mini" else "mini", device="cpu")[0]
-                judged = judge_scores(images, texts)
-                cells = [judged["colour+shape"], judged["all"], judged["confidence"], judged["judge_fid"],
-                         float(clip_score(images, texts, other).mean())]
-            else:
-                scored = inception_scores(images, reference, weights)
-                cells = [scored["fid"], scored["kid"], scored["is"], float(clip_score(images, texts, scorer).mean())]
-            print(f"| {name} | {param} | " + " | ".join(f"{c:.2f}" if abs(c) >= 0.01 or c == 0 else f"{c:.4f}"
-                                                      for c in cells) + f" | {seconds:.1f} |", flush=True)
+            n = score_run(out, summary.folder.name, scorers[name])
+            keys = (("colour+shape", "all", "confidence", "judge_fid", "clip_score") if args.world == "mini"
+                    else ("fid", "kid", "is", "clip_score"))
+            print(f"| {name} | {param} | " + " | ".join(f"{n[k]:.2f}" if abs(n[k]) >= 0.01 or n[k] == 0
+                                                      else f"{n[k]:.4f}" for k in keys) + f" | {seconds:.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

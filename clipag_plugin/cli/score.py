@@ -19,6 +19,7 @@ __all__ = ["main", "build_parser"]
 
 DEFAULT_SCORER = "openai-ViT-B/32"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+CHUNK = 256  # pictures read at once: a folder of 10,000 need not fit in memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +78,13 @@ def _scorer(name: Optional[str], painted: set[str], warnings: list[str]) -> str:
     return name
 
 
+def _chunks(paths: Sequence[Path], size: int = CHUNK):
+    for start in range(0, len(paths), size):
+        yield _read_images(paths[start:start + size])
+
+
 def _score(args: argparse.Namespace) -> int:
-    from ..scoring.metrics import clip_score, inception_scores, judge_scores, world_captions
+    from ..scoring.metrics import PictureScores, world_captions
     from ..synthesis.batch import MANIFEST, Manifest
     from ..synthesis.models import load_model
 
@@ -90,7 +96,7 @@ def _score(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError(f"{folder}/{MANIFEST} lists no picture that is there")
     weights = None
-    reference = None
+    ref_paths: list[Path] = []
     if args.reference:
         from ..scoring.inception import inception_path
 
@@ -98,24 +104,24 @@ def _score(args: argparse.Namespace) -> int:
         ref_paths = sorted(p for p in Path(args.reference).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if len(ref_paths) < 2:
             raise ValueError(f"--reference {args.reference} holds {len(ref_paths)} pictures; FID needs at least 2")
-        reference = _read_images(ref_paths)
     groups: dict[str, list[dict]] = {}
     for record in records:
         groups.setdefault(record["model"], []).append(record)
     warnings: list[str] = []
     scorer = _scorer(args.clip_model, set(groups), warnings)
-    model = load_model(scorer, args.device)
-    report: dict = {"folder": str(folder), "scoring_model": scorer, "models": {}, "warnings": warnings}
+    judged = world_captions([r["caption"] for r in records]) is not None
+    scores = PictureScores(load_model(scorer, args.device), judge=judged, inception=weights)
+    for chunk in _chunks(ref_paths):  # once: the reference's features serve every row
+        scores.add_reference(chunk)
+    report: dict = {"folder": str(folder), "scoring_model": scorer, "reference": args.reference, "models": {},
+                    "warnings": warnings}
     rows = [*groups.items(), ("all", records)] if len(groups) > 1 else list(groups.items())
     for name, group in rows:
-        images = _read_images([folder / r["file"] for r in group])
-        captions = [r["caption"] for r in group]
-        numbers = {"pictures": len(group), "clip_score": float(clip_score(images, captions, model).mean())}
-        if world_captions(captions) is not None:
-            numbers.update(judge_scores(images, captions))
-        if reference is not None:
-            numbers.update(inception_scores(images, reference, weights))
-        report["models"][name] = numbers
+        scores.reset()
+        for start in range(0, len(group), CHUNK):
+            part = group[start:start + CHUNK]
+            scores.update(_read_images([folder / r["file"] for r in part]), [r["caption"] for r in part])
+        report["models"][name] = scores.compute()
     out = Path(args.json) if args.json else folder / "score.json"
     out.write_text(json.dumps(report, indent=2))
     _print_table(report)
@@ -125,7 +131,7 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-COLUMNS = (("pictures", "n", "{:d}"), ("clip_score", "CLIP score", "{:.2f}"), ("colour+shape", "colour+shape", "{:.2f}"),
+COLUMNS = (("pictures", "n", "{:.0f}"), ("clip_score", "CLIP score", "{:.2f}"), ("colour+shape", "colour+shape", "{:.2f}"),
            ("all", "all four", "{:.2f}"), ("confidence", "judge conf", "{:.2f}"), ("judge_fid", "judge FID", "{:.2f}"),
            ("fid", "FID", "{:.2f}"), ("kid", "KID", "{:.4f}"), ("is", "IS", "{:.2f}"))
 

@@ -7,6 +7,8 @@
 - :func:`judge_scores`: for captions of the mini world, the world judge's readings and FID in the
   judge's feature space against the world's own renders of the same captions (torchmetrics' FID
   with the judge as the feature network): the mini world's FID, offline and in seconds.
+
+:class:`PictureScores` computes all of them over chunks of pictures (what ``clipag score`` does).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import nn
 
-__all__ = ["clip_score", "inception_scores", "judge_scores", "JudgeFeatures", "world_captions"]
+__all__ = ["clip_score", "inception_scores", "judge_scores", "PictureScores", "JudgeFeatures", "world_captions"]
 
 
 @torch.no_grad()
@@ -51,49 +53,6 @@ def clip_score(images01: torch.Tensor, captions: Sequence[str], model: Any, batc
 
 def _uint8(images01: torch.Tensor) -> torch.Tensor:
     return (images01.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def inception_scores(images01: torch.Tensor, reference01: Optional[torch.Tensor],
-                     weights: Union[str, os.PathLike], kid_subset: int = 1000, splits: int = 10) -> dict[str, float]:
-    """FID and KID against ``reference01`` (when given) and IS of ``images01``, on the Inception-v3.
-
-    Args:
-        images01: generated pictures ``(B, 3, H, W)`` in [0, 1] (resized to 299 px by the extractor).
-        reference01: reference pictures, or None for IS only.
-        weights: the Inception weights file (:func:`~.inception.inception_path`).
-        kid_subset: KID's subset size (cut to the smaller set).
-        splits: IS's number of splits (cut to the number of pictures).
-
-    Returns:
-        ``fid``, ``kid``, ``kid_std`` (with a reference), ``is``, ``is_std``.
-    """
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.inception import InceptionScore
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    from .inception import inception_extractor
-
-    pool = inception_extractor(["2048"], weights)
-    pool.num_features = 2048
-    logits = inception_extractor(["logits_unbiased"], weights)
-    out: dict[str, float] = {}
-    fake = _uint8(images01)
-    if reference01 is not None:
-        real = _uint8(reference01)
-        fid = FrechetInceptionDistance(feature=pool)
-        subset = max(2, min(kid_subset, len(fake), len(real)))
-        kid = KernelInceptionDistance(feature=pool, subset_size=subset, subsets=10)
-        for metric in (fid, kid):
-            metric.update(real, real=True)
-            metric.update(fake, real=False)
-        out["fid"] = float(fid.compute())
-        kid_mean, kid_std = kid.compute()
-        out["kid"], out["kid_std"] = float(kid_mean), float(kid_std)
-    inception = InceptionScore(feature=logits, splits=max(1, min(splits, len(fake))))
-    inception.update(fake)
-    is_mean, is_std = inception.compute()
-    out["is"], out["is_std"] = float(is_mean), float(is_std)
-    return out
 
 
 class JudgeFeatures(nn.Module):
@@ -146,18 +105,137 @@ def judge_scores(images01: torch.Tensor, captions: Sequence[str], seed: int = 0)
         ``colour``, ``shape``, ``position``, ``background``, ``colour+shape``, ``all``, ``confidence``,
         ``judge_fid``.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    scores = PictureScores(judge=True, seed=seed)
+    scores.update(images01, captions)
+    return scores.compute()
 
-    from ..mini import judge, world
 
-    ids = world_captions(captions)
-    if ids is None:
-        raise ValueError("judge scores need mini-world captions ('a red circle on the left, blue background')")
-    model = judge.load_judge()
-    out = judge.score(images01, list(captions), model)
-    out["confidence"] = judge.confidence(images01, list(captions), model)
-    fid = FrechetInceptionDistance(feature=JudgeFeatures(model))
-    fid.update(world.render_clean(ids, seed=seed), real=True)
-    fid.update(images01.float(), real=False)
-    out["judge_fid"] = float(fid.compute())
-    return out
+def inception_scores(images01: torch.Tensor, reference01: Optional[torch.Tensor],
+                     weights: Union[str, os.PathLike], kid_subset: int = 1000, splits: int = 10) -> dict[str, float]:
+    """FID and KID against ``reference01`` (when given) and IS of ``images01``, on the Inception-v3.
+
+    Args:
+        images01: generated pictures ``(B, 3, H, W)`` in [0, 1] (resized to 299 px by the extractor).
+        reference01: reference pictures, or None for IS only.
+        weights: the Inception weights file (:func:`~.inception.inception_path`).
+        kid_subset: KID's subset size (cut to the smaller set).
+        splits: IS's number of splits (cut to the number of pictures).
+
+    Returns:
+        ``fid``, ``kid``, ``kid_std`` (with a reference), ``is``, ``is_std``.
+    """
+    scores = PictureScores(inception=weights, kid_subset=kid_subset, splits=splits)
+    if reference01 is not None:
+        scores.add_reference(reference01)
+    scores.update(images01, [""] * len(images01))
+    return scores.compute()
+
+
+class PictureScores:
+    """The numbers of a set of pictures, fed in chunks, so that a folder of 10,000 need not fit in memory.
+
+    Args:
+        clip_model: the scoring CLIP (None: no CLIP score).
+        judge: the mini world's numbers (every caption must be a world caption).
+        inception: the Inception weights file (None: no FID, KID, IS).
+        kid_subset: KID's subset size (cut to the smaller set at the end).
+        splits: IS's splits (cut to the number of pictures).
+        seed: the jitter of the world renders the judge FID compares with.
+    """
+
+    def __init__(self, clip_model: Any = None, judge: bool = False,
+                 inception: Optional[Union[str, os.PathLike]] = None, kid_subset: int = 1000, splits: int = 10,
+                 seed: int = 0) -> None:
+        self.clip_model, self.kid_subset, self.splits, self.seed = clip_model, kid_subset, splits, seed
+        self.judge = None
+        self.references = 0
+        if judge or inception is not None:
+            try:
+                from torchmetrics.image.fid import FrechetInceptionDistance
+            except ImportError as err:
+                from .inception import MISSING
+
+                raise ImportError(MISSING) from err
+        if judge:
+            from ..mini.judge import load_judge
+
+            self.judge = load_judge()
+            self.judge_fid = FrechetInceptionDistance(feature=JudgeFeatures(self.judge))
+        self.inception = inception is not None
+        if self.inception:
+            from torchmetrics.image.inception import InceptionScore
+            from torchmetrics.image.kid import KernelInceptionDistance
+
+            from .inception import inception_extractor
+
+            pool = inception_extractor(["2048"], inception)
+            pool.num_features = 2048
+            # the reference's features are kept across reset(): one pass over it serves every model
+            self.fid = FrechetInceptionDistance(feature=pool, reset_real_features=False)
+            self.kid = KernelInceptionDistance(feature=pool, subset_size=kid_subset, reset_real_features=False)
+            self.inception_score = InceptionScore(feature=inception_extractor(["logits_unbiased"], inception),
+                                                  splits=splits)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the pictures (the reference stays)."""
+        self.count, self.clip_sum, self.sums = 0, 0.0, {}
+        for metric in ("judge_fid", "fid", "kid", "inception_score"):
+            if hasattr(self, metric):
+                getattr(self, metric).reset()
+
+    def add_reference(self, images01: torch.Tensor) -> None:
+        """Real pictures for FID and KID, ``(B, 3, H, W)`` in [0, 1]; call once per chunk."""
+        if not self.inception:
+            raise ValueError("reference pictures are for FID and KID: pass inception=WEIGHTS")
+        real = _uint8(images01)
+        self.fid.update(real, real=True)
+        self.kid.update(real, real=True)
+        self.references += len(real)
+
+    def update(self, images01: torch.Tensor, captions: Sequence[str]) -> None:
+        """Add a chunk of generated pictures ``(B, 3, H, W)`` in [0, 1] with their captions."""
+        if len(captions) != len(images01):
+            raise ValueError(f"{len(images01)} pictures but {len(captions)} captions; give one caption per picture")
+        self.count += len(images01)
+        if self.clip_model is not None:
+            self.clip_sum += float(clip_score(images01, captions, self.clip_model).sum())
+        if self.judge is not None:
+            from ..mini import judge, world
+
+            ids = world_captions(captions)
+            if ids is None:
+                raise ValueError("judge scores need mini-world captions ('a red circle on the left, blue background')")
+            numbers = judge.score(images01, list(captions), self.judge)
+            numbers["confidence"] = judge.confidence(images01, list(captions), self.judge)
+            for key, value in numbers.items():
+                self.sums[key] = self.sums.get(key, 0.0) + value * len(images01)
+            self.judge_fid.update(world.render_clean(ids, seed=self.seed + self.count), real=True)
+            self.judge_fid.update(images01.float(), real=False)
+        if self.inception:
+            fake = _uint8(images01)
+            if self.references:
+                self.fid.update(fake, real=False)
+                self.kid.update(fake, real=False)
+            self.inception_score.update(fake)
+
+    def compute(self) -> dict[str, float]:
+        """The numbers of the pictures added since the last :meth:`reset`."""
+        if not self.count:
+            raise ValueError("no pictures were added")
+        out: dict[str, float] = {"pictures": self.count}
+        if self.clip_model is not None:
+            out["clip_score"] = self.clip_sum / self.count
+        out.update({key: value / self.count for key, value in self.sums.items()})
+        if self.judge is not None:
+            out["judge_fid"] = float(self.judge_fid.compute())
+        if self.inception:
+            if self.references:
+                out["fid"] = float(self.fid.compute())
+                self.kid.subset_size = max(2, min(self.kid_subset, self.count, self.references))
+                kid_mean, kid_std = self.kid.compute()
+                out["kid"], out["kid_std"] = float(kid_mean), float(kid_std)
+            self.inception_score.splits = max(1, min(self.splits, self.count))
+            is_mean, is_std = self.inception_score.compute()
+            out["is"], out["is_std"] = float(is_mean), float(is_std)
+        return out

@@ -101,7 +101,7 @@ def test_fid_kid_is_on_a_random_inception_from_the_cache(painted, random_incepti
     same = inception_scores(images, images, random_inception, kid_subset=3, splits=2)
     other = inception_scores(images, images.flip(1) * 0.5, random_inception, kid_subset=3, splits=2)
     assert abs(same["fid"]) < 1e-6 and other["fid"] > 0  # a random network's features barely vary, but they do
-    assert set(same) == {"fid", "kid", "kid_std", "is", "is_std"} and same["is"] >= 1.0 - 1e-4
+    assert set(same) == {"pictures", "fid", "kid", "kid_std", "is", "is_std"} and same["is"] >= 1.0 - 1e-4
     reference = tmp_path / "reference"
     reference.mkdir()
     for i in range(4):
@@ -126,3 +126,16 @@ def test_the_weights_are_read_weights_only(tmp_path):
     evil.write_bytes(pickle.dumps(Caption("x", "y")))  # not tensors: a pickled object
     with pytest.raises(pickle.UnpicklingError):
         inception_extractor(["2048"], evil)
+
+
+def test_chunks_give_the_numbers_of_the_whole(painted, monkeypatch, capsys):
+    import clipag_plugin.cli.score as cli
+
+    assert score_main([str(painted), "--device", "cpu", "--json", str(painted / "whole.json")]) == 0
+    monkeypatch.setattr(cli, "CHUNK", 3)  # 4 pictures per model: chunks of 3 and 1
+    assert score_main([str(painted), "--device", "cpu", "--json", str(painted / "chunks.json")]) == 0
+    whole = json.loads((painted / "whole.json").read_text())["models"]
+    chunks = json.loads((painted / "chunks.json").read_text())["models"]
+    for name in whole:
+        for key in ("pictures", "clip_score", "colour", "shape", "all", "confidence"):
+            assert chunks[name][key] == pytest.approx(whole[name][key], rel=1e-5), (name, key)  # float32 sums
