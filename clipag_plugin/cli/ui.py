@@ -15,8 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clipag ui",
         description="Serve a web page: type a prompt and watch two models (default: the robust mini CLIP and its "
                     "plain twin) paint it side by side, with live frames, the best image as PNG, an animation of the "
-                    "run and the resolved settings. Offline on the shipped mini models; cached registry models "
-                    "are offered too. Needs the [ui] extra (Gradio).",
+                    "run and the resolved settings. Tabs for CLIPDraw, CLIPStyler and VQGAN+CLIP (with the "
+                    "[vqgan] extra and a VQGAN) run the apps the same way. Offline on the shipped mini models; "
+                    "cached registry models are offered too. Needs the [ui] extra (Gradio).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  clipag ui                                   # http://127.0.0.1:7860\n"

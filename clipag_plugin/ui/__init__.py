@@ -1,8 +1,9 @@
 """``clipag ui``: a web page where the robust and the plain CLIP paint the same prompt side by side.
 
 Needs the ``[ui]`` extra (Gradio). :func:`build_app` returns the Gradio app, to serve it yourself
-(a Hugging Face Space, a notebook); ``clipag ui`` serves it locally. The logic the page runs
-lives in :mod:`.slots` and works without Gradio.
+(a Hugging Face Space, a notebook); ``clipag ui`` serves it locally. The logic the page runs works
+without Gradio: :mod:`.slots` (the Generate tab and what every tab shares), :mod:`.drawing`
+(CLIPDraw), :mod:`.styling` (CLIPStyler), :mod:`.latents` (VQGAN+CLIP).
 """
 
 from __future__ import annotations
