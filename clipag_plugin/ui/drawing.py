@@ -76,12 +76,7 @@ def draw_side_by_side(
     Args:
         prompt: what to draw.
         requests: one per slot.
-        caps: the server's limits.
-        every: steps between frames.
-        device: where the models run (None: the best available).
-        out_dir: where each drawing's files go.
-        stop: a ``threading.Event``; set, every slot ends after its current frame with its strokes so far.
-        choices: the models allowed (default: :func:`~.slots.model_choices`).
+        caps, every, device, out_dir, stop, choices: as :func:`~.slots.paint_side_by_side`.
 
     Returns:
         An iterator of the slots' views; the last one has every slot ``done``.

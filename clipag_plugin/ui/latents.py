@@ -108,12 +108,7 @@ def vqgan_side_by_side(
         prompt: the text (``"a:1 | b:-0.3"`` syntax).
         vqgan: a VQGAN name from ``vqgans``.
         requests: one per slot.
-        caps: the server's limits.
-        every: steps between frames.
-        device: where the models run (None: the best available).
-        out_dir: where each slot's files go.
-        stop: a ``threading.Event``; set, every slot ends after its current frame with its picture so far.
-        choices: the CLIPs allowed (default: :func:`~.slots.model_choices`).
+        caps, every, device, out_dir, stop, choices: as :func:`~.slots.paint_side_by_side`.
         vqgans: the VQGANs allowed (default: :func:`vqgan_status`'s).
 
     Returns:

@@ -147,12 +147,7 @@ def style_side_by_side(
         style: the style text, e.g. ``"oil painting"`` (``"green background"`` for the mini models).
         content: the photo's path (as the page uploads it).
         requests: one per slot.
-        caps: the server's limits (size, steps, upload size and pixels).
-        every: steps between frames.
-        device: where the models run (None: the best available).
-        out_dir: where each slot's files go.
-        stop: a ``threading.Event``; set, every slot ends after its current frame with its image so far.
-        choices: the models allowed (default: :func:`~.slots.model_choices`).
+        caps, every, device, out_dir, stop, choices: as :func:`~.slots.paint_side_by_side`.
 
     Returns:
         An iterator of the slots' views; the last one has every slot ``done``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from clipag_plugin.synthesis.loop import run_to_end
 from clipag_plugin.synthesis.strokes import (
     DRAW_PRESETS,
     DrawConfig,
@@ -30,14 +31,8 @@ def test_bad_settings_name_the_field(changes, match):
 
 def test_frames_every_k_steps_and_the_drawing_at_the_end(tiny_clip):
     model, _ = tiny_clip
-    stream = draw_iter("a red circle", model, TINY, every=2)
-    frames = []
-    while True:
-        try:
-            frames.append(next(stream))
-        except StopIteration as done:
-            drawing = done.value
-            break
+    frames: list = []
+    drawing = run_to_end(draw_iter("a red circle", model, TINY, every=2), frames.append)
     assert [f.step for f in frames] == [2, 4, 5] and all(f.total == 5 for f in frames)
     assert all(f.image.shape == (3, 32, 32) and f.scene is not None for f in frames)
     assert isinstance(drawing, Drawing) and len(drawing.losses) == 5 and drawing.config == TINY

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from clipag_plugin.guidance.directional import PatchTricks
+from clipag_plugin.synthesis.loop import run_to_end
 from clipag_plugin.synthesis.styling import (
     STYLE_PRESETS,
     StyleConfig,
@@ -47,14 +48,8 @@ def test_frames_every_k_steps_and_the_loss_falls(tiny_clip):
     content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     config = StyleConfig(size=32, steps=5, lr=2e-3, num_crops=4, crop_size=16, templates=False,
                          tricks=PatchTricks(threshold=None))
-    stream = stylize_iter(content, "oil painting", model, vgg, config, every=2)
-    frames = []
-    while True:
-        try:
-            frames.append(next(stream))
-        except StopIteration as done:
-            result = done.value
-            break
+    frames: list = []
+    result = run_to_end(stylize_iter(content, "oil painting", model, vgg, config, every=2), frames.append)
     assert [f.step for f in frames] == [2, 4, 5] and all(isinstance(f, StyleFrame) for f in frames)
     assert frames[0].image.shape == (3, 32, 32) and set(frames[0].losses) == {"total", "patch", "global", "content",
                                                                               "tv"}

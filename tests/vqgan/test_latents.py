@@ -14,20 +14,15 @@ from clipag_plugin.synthesis.latents import (  # noqa: E402
     vqgan_clip,
     vqgan_clip_iter,
 )
+from clipag_plugin.synthesis.loop import run_to_end  # noqa: E402
 from clipag_plugin.vqgan import codebook_bounds  # noqa: E402
 
 
 def test_frames_come_every_k_steps_and_the_result_stays_in_the_codebook_box(tiny_clip, tiny_vqgan):
     model, _ = tiny_clip
     config = LatentConfig(width=64, height=48, steps=5, lr=0.3, tricks=False)
-    stream = vqgan_clip_iter("a red circle", model, tiny_vqgan, config, every=2)
-    frames = []
-    while True:
-        try:
-            frames.append(next(stream))
-        except StopIteration as done:
-            result = done.value
-            break
+    frames: list = []
+    result = run_to_end(vqgan_clip_iter("a red circle", model, tiny_vqgan, config, every=2), frames.append)
     assert [f.step for f in frames] == [0, 2, 4, 5] and all(isinstance(f, LatentFrame) for f in frames)
     assert result.image.shape == (3, 48, 64) and 0 <= result.image.min() and result.image.max() <= 1
     assert len(result.losses) == 6 and frames[-1].loss == result.losses[-1]
