@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import List, Union
+from functools import lru_cache, partial
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import torch
 
-__all__ = ["tokenize", "ContextLengthError"]
+__all__ = ["tokenize", "tokenizer_for", "ContextLengthError"]
 
 
 class ContextLengthError(ValueError, RuntimeError):
@@ -54,3 +54,23 @@ def tokenize(texts: Union[str, List[str]], context_length: int = 77, truncate: b
             tokens[-1] = eot
         result[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.int)
     return result
+
+
+def tokenizer_for(model: Any, tokenize: Optional[Callable] = None) -> Callable[[Sequence[str]], torch.Tensor]:
+    """The tokenizer an app loop uses: the given one, or :func:`tokenize` at the model's context length,
+    cutting longer texts (as the apps' reference code feeds prompts and templates).
+
+    Args:
+        model: a CLIP (its ``context_length`` is read; 77 when it has none).
+        tokenize: a tokenizer of the caller's (e.g. ``clip.tokenize``), used as it is.
+
+    Returns:
+        A function of a list of texts.
+    """
+    if tokenize is not None:
+        return tokenize
+    return partial(_cut, context_length=int(getattr(model, "context_length", 77)))
+
+
+def _cut(texts: Sequence[str], context_length: int) -> torch.Tensor:
+    return tokenize(list(texts), context_length=context_length, truncate=True)

@@ -63,8 +63,8 @@ def _read_images(paths: Sequence[Path]):
 
 
 def _scorer(name: Optional[str], painted: set[str], warnings: list[str]) -> str:
-    from ..cli.models import is_cached
     from ..registry import REGISTRY
+    from .models import is_cached
 
     if name is None:
         name = DEFAULT_SCORER if is_cached(REGISTRY[DEFAULT_SCORER]) else "mini-vanilla"

@@ -202,16 +202,6 @@ def _save_atomic(image: torch.Tensor, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _encode(model: torch.nn.Module, texts: Sequence[str], truncate: bool) -> torch.Tensor:
-    from ..tokenizer import tokenize
-
-    device = next(model.parameters()).device
-    tokens = tokenize(list(texts), context_length=model.context_length, truncate=truncate)
-    with torch.no_grad():
-        emb = model.encode_text(tokens.to(device)).float()
-    return emb / emb.norm(dim=-1, keepdim=True)
-
-
 def generate_batch(
     captions: Sequence[Caption],
     model: Union[ModelLike, Sequence[ModelLike]],
@@ -244,15 +234,14 @@ def generate_batch(
     Returns:
         A :class:`BatchSummary` (the manifest is merged by rank 0 under ``torchrun``).
     """
+    from ..guidance.prompts import Prompt
     from ..progress import StepProgress
     from ..train import dist
-    from .api import MIN_SIZE, _check_size, make_init
+    from .api import _check_size, _encode_prompts, make_init
     from .param import check_levels, default_levels
 
     if per_caption < 1 or batch_size < 1:
         raise ValueError(f"per_caption={per_caption}, batch_size={batch_size}: both must be at least 1")
-    if options.get("size") == 0:
-        raise ValueError(f"size 0 is not supported: choose an integer of at least {MIN_SIZE}, or leave it out")
     started = time.perf_counter()
     where = dist.info()
     items = list(model) if isinstance(model, list) else [model]
@@ -261,8 +250,7 @@ def generate_batch(
     names = [str(getattr(m, "name", "") or (i if isinstance(i, str) else type(m).__name__))
              for m, i in zip(models, items, strict=True)]
     # the run's encoders, prepared once (precision, weights); each batch puts its captions' texts in
-    guides = [Guide(m, _encode(m, ["a picture"], config.truncate), torch.ones(1), None, name=n)
-              for m, n in zip(models, names, strict=True)]
+    guides = [Guide(m, torch.empty(0), torch.empty(0), None, name=n) for m, n in zip(models, names, strict=True)]
     run_device = next(models[0].parameters()).device
     guides, config = prepare_guides(guides, config, run_device)
     size = config.size if config.size is not None else guides[0].resolution
@@ -294,7 +282,7 @@ def generate_batch(
         for batch in filter(None, mine):
             t0 = time.perf_counter()
             seeds = [caption_seed(c.id, seed, k) for c, k in batch]
-            texts = [_encode(g.model, [c.text for c, _ in batch], config.truncate) for g in guides]
+            texts = [_encode_prompts(g.model, [Prompt(c.text) for c, _ in batch], config.truncate) for g in guides]
             rows = [dataclasses.replace(g, texts=t, weights=torch.eye(len(batch), device=t.device))
                     for g, t in zip(guides, texts, strict=True)]
             init = torch.cat([make_init([dataclasses.replace(g, texts=g.texts[i:i + 1],

@@ -114,30 +114,14 @@ def cutouts_for(config: LatentConfig, cut_size: int) -> Cutouts:
 def text_targets(prompts: Union[str, Sequence[Prompt]], clip_model: Any, tokenize: Optional[Callable] = None,
                  ) -> LatentTargets:
     """The prompts' text embeddings (``"a fox:1 | blurry:-0.5"`` syntax or :class:`Prompt` objects)."""
+    from ..tokenizer import tokenizer_for
+
     parsed = parse_prompts(prompts) if isinstance(prompts, str) else list(prompts)
-    if tokenize is None:
-        from ..tokenizer import tokenize as clipag_tokenize
-
-        context = int(getattr(clip_model, "context_length", 77))
-
-        def tokenize(texts):
-            return clipag_tokenize(texts, context_length=context, truncate=True)
+    tokenize = tokenizer_for(clip_model, tokenize)
     device = next(clip_model.parameters()).device
     with torch.no_grad():
         embeds = [clip_model.encode_text(tokenize([p.text]).to(device)).float() for p in parsed]
     return LatentTargets(torch.cat(embeds), [p.weight for p in parsed], [p.stop for p in parsed])
-
-
-def _normalizer(clip_model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    if callable(getattr(clip_model, "normalize", None)):
-        return clip_model.normalize
-    from .strokes import OPENAI_MEAN, OPENAI_STD
-
-    def normalize(image01: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(OPENAI_MEAN, device=image01.device, dtype=image01.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(OPENAI_STD, device=image01.device, dtype=image01.dtype).view(1, 3, 1, 1)
-        return (image01 - mean) / std
-    return normalize
 
 
 def vqgan_clip_iter(
@@ -179,7 +163,11 @@ def vqgan_clip_iter(
         targets = text_targets(targets, clip_model)
     embeds = targets.embeds.to(device).detach()
     make = cutouts if cutouts is not None else cutouts_for(config, int(clip_model.visual.input_resolution))
-    normalize = normalize if normalize is not None else _normalizer(clip_model)
+    if normalize is None:  # the model's own statistics, OpenAI's for OpenAI's CLIP
+        from .strokes import clip_input
+
+        def normalize(image01: torch.Tensor) -> torch.Tensor:
+            return clip_input(image01, clip_model, True)
     f = vq.downsample_factor(vqgan)
     if init_latents is None:
         z = vq.random_code_latents(vqgan, config.height // f, config.width // f, generator)

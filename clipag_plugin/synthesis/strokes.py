@@ -183,13 +183,9 @@ def drawing_loss(image_features: torch.Tensor, text_features: torch.Tensor,
 
 
 def _encode_texts(model: Any, texts: Sequence[str], tokenize: Any, device: torch.device) -> torch.Tensor:
-    if tokenize is None:
-        from ..tokenizer import tokenize as clipag_tokenize
+    from ..tokenizer import tokenizer_for
 
-        context = int(getattr(model, "context_length", 77))
-        tokens = clipag_tokenize(list(texts), context_length=context, truncate=True)
-    else:
-        tokens = tokenize(list(texts))
+    tokens = tokenizer_for(model, tokenize)(list(texts))
     with torch.no_grad():
         return model.encode_text(tokens.to(device))
 

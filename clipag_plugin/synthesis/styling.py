@@ -37,6 +37,7 @@ from ..guidance.directional import (
 )
 from ..guidance.templates import IMAGENET_TEMPLATES
 from ..preprocess import OPENAI_MEAN, OPENAI_STD
+from ..tokenizer import tokenizer_for
 from .content import REFERENCE_SIZE
 from .stylenet import StyleNet
 
@@ -166,15 +167,6 @@ class Targets:
     text_dir: torch.Tensor
 
 
-def _tokenizer(model: Any, tokenize: Optional[Callable]) -> Callable:
-    if tokenize is not None:
-        return tokenize
-    from ..tokenizer import tokenize as clipag_tokenize
-
-    context = int(getattr(model, "context_length", 77))
-    return lambda texts: clipag_tokenize(list(texts), context_length=context, truncate=True)
-
-
 @torch.no_grad()
 def prepare_targets(content: torch.Tensor, style_text: str, clip_model: Any, tokenize: Optional[Callable],
                     vgg: torch.nn.Module, config: StyleConfig) -> Targets:
@@ -182,7 +174,7 @@ def prepare_targets(content: torch.Tensor, style_text: str, clip_model: Any, tok
     return Targets(
         content_features=vgg_lib.vgg_features(vgg, content),
         source_features=encode(clip_model, content),
-        text_dir=text_direction(clip_model, _tokenizer(clip_model, tokenize), style_text, config.source_text,
+        text_dir=text_direction(clip_model, tokenizer_for(clip_model, tokenize), style_text, config.source_text,
                                 IMAGENET_TEMPLATES if config.templates else ("{}",)),
     )
 
