@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import os
 import sys
 import types
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, Sequence
 
-__all__ = ["Rebinder", "bound_names", "compile_with_hooks", "run_script", "install_cell_hooks", "REBIND",
-           "unreachable_bindings", "module_level_names"]
+__all__ = ["Rebinder", "bound_names", "assigned_attributes", "compile_with_hooks", "run_script",
+           "running_as_main", "main_module", "install_cell_hooks", "REBIND", "unreachable_bindings",
+           "module_level_names"]
 
 REBIND = "__clipag_rebind__"
 Hook = Callable[[Any], Any]
@@ -67,8 +69,50 @@ def bound_names(statement: ast.stmt) -> set[str]:
     return set()
 
 
+def _dotted(target: ast.AST) -> Optional[str]:
+    """``"args.num_iter"`` for an attribute target ``args.num_iter`` (a chain of names), else None."""
+    parts = []
+    while isinstance(target, ast.Attribute):
+        parts.append(target.attr)
+        target = target.value
+    if not isinstance(target, ast.Name) or not parts:
+        return None
+    return ".".join([target.id, *reversed(parts)])
+
+
+def assigned_attributes(statement: ast.stmt) -> set[str]:
+    """Dotted attribute targets a statement assigns (``args.num_iter = 1000`` gives ``args.num_iter``).
+
+    Args:
+        statement: one statement.
+
+    Returns:
+        The dotted names.
+    """
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
+        targets = [statement.target]
+    else:
+        return set()
+    return {name for name in map(_dotted, targets) if name}
+
+
+def _load(dotted: str, ctx: ast.expr_context) -> ast.expr:
+    """The expression node for a dotted name (``Name`` or a chain of ``Attribute``)."""
+    root, *attrs = dotted.split(".")
+    node: ast.expr = ast.Name(root, ast.Load() if attrs else ctx)
+    for i, attr in enumerate(attrs):
+        node = ast.Attribute(node, attr, ctx if i == len(attrs) - 1 else ast.Load())
+    return node
+
+
 class Rebinder(ast.NodeTransformer):
-    """Insert ``NAME = __clipag_rebind__("NAME", NAME)`` after module-level bindings of ``names``."""
+    """Insert ``NAME = __clipag_rebind__("NAME", NAME)`` after module-level bindings of ``names``.
+
+    A dotted name (``"args.num_iter"``) is rebound after module-level statements that assign that
+    attribute (``args.num_iter = 1000``).
+    """
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = set(names)
@@ -93,10 +137,11 @@ class Rebinder(ast.NodeTransformer):
                     handler.body = self._block(handler.body)
             out.append(statement)
             loop_targets = _target_names(statement.target) if isinstance(statement, (ast.For, ast.AsyncFor)) else set()
-            for name in sorted((bound_names(statement) | loop_targets) & self.names):
+            bound = bound_names(statement) | loop_targets | assigned_attributes(statement)
+            for name in sorted(bound & self.names):
                 call = ast.Call(func=ast.Name(REBIND, ast.Load()),
-                                args=[ast.Constant(name), ast.Name(name, ast.Load())], keywords=[])
-                out.append(ast.copy_location(ast.Assign(targets=[ast.Name(name, ast.Store())], value=call), statement))
+                                args=[ast.Constant(name), _load(name, ast.Load())], keywords=[])
+                out.append(ast.copy_location(ast.Assign(targets=[_load(name, ast.Store())], value=call), statement))
         return out
 
 
@@ -188,6 +233,55 @@ def _imported_from(folder: Path, before: set[str]) -> list[str]:
     return local
 
 
+@contextlib.contextmanager
+def running_as_main(module: types.ModuleType, argv: Sequence[str], folders: Sequence[Path]) -> Iterator[None]:
+    """While the block runs, ``module`` is ``sys.modules["__main__"]``, ``sys.argv`` is ``argv`` and
+    ``folders`` lead ``sys.path``; all three are restored afterwards, and the modules imported from
+    ``folders`` meanwhile are removed from ``sys.modules`` (the next run imports them afresh).
+
+    Args:
+        module: the program's namespace module.
+        argv: the program's ``sys.argv`` (its own name first).
+        folders: put first on ``sys.path`` (``""`` stands for the working folder, as in IPython).
+    """
+    saved_argv, saved_path, saved_main = sys.argv[:], sys.path[:], sys.modules.get("__main__")
+    before = set(sys.modules)
+    sys.argv = list(argv)
+    sys.path[:0] = [str(folder) for folder in folders]
+    sys.modules["__main__"] = module
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+        for folder in folders:
+            for name in _imported_from(Path(folder).resolve(), before):
+                sys.modules.pop(name, None)
+
+
+def main_module(filename: str, hooks: Mapping[str, Hook], fired: Optional[MutableMapping[str, int]],
+                extra_globals: Optional[Mapping[str, Any]] = None) -> types.ModuleType:
+    """A fresh ``__main__`` module for a program, with the rebinding function in its namespace.
+
+    Args:
+        filename: its ``__file__``.
+        hooks: ``{name: function(value) -> value}``.
+        fired: filled with ``{name: times its hook ran}``.
+        extra_globals: further names placed in its namespace.
+
+    Returns:
+        The module.
+    """
+    module = types.ModuleType("__main__")
+    module.__dict__.update({"__file__": filename, "__builtins__": builtins, "__spec__": None, "__loader__": None,
+                            "__package__": None, "__cached__": None,
+                            REBIND: _rebind_function(hooks, fired if fired is not None else Counter()),
+                            **(extra_globals or {})})
+    return module
+
+
 def run_script(path: str | os.PathLike, argv: Sequence[str] = (), hooks: Optional[Mapping[str, Hook]] = None,
                extra_globals: Optional[Mapping[str, Any]] = None,
                fired: Optional[MutableMapping[str, int]] = None) -> dict:
@@ -211,26 +305,9 @@ def run_script(path: str | os.PathLike, argv: Sequence[str] = (), hooks: Optiona
     source = path.read_text(encoding="utf-8")
     hooks = dict(hooks or {})
     code = compile_with_hooks(source, str(path), list(hooks))
-    module = types.ModuleType("__main__")
-    module.__dict__.update({"__file__": str(path), "__builtins__": builtins, "__spec__": None, "__loader__": None,
-                            "__package__": None, "__cached__": None,
-                            REBIND: _rebind_function(hooks, fired if fired is not None else Counter()),
-                            **(extra_globals or {})})
-    folder = path.resolve().parent
-    saved_argv, saved_path, saved_main = sys.argv[:], sys.path[:], sys.modules.get("__main__")
-    before = set(sys.modules)
-    sys.argv = [str(path), *argv]
-    sys.path.insert(0, str(folder))
-    sys.modules["__main__"] = module
-    try:
+    module = main_module(str(path), hooks, fired, extra_globals)
+    with running_as_main(module, [str(path), *argv], [path.resolve().parent]):
         exec(code, module.__dict__)
-    finally:
-        sys.argv[:] = saved_argv
-        sys.path[:] = saved_path
-        if saved_main is not None:
-            sys.modules["__main__"] = saved_main
-        for name in _imported_from(folder, before):
-            sys.modules.pop(name, None)
     return module.__dict__
 
 

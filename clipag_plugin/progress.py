@@ -70,6 +70,19 @@ class StepProgress:
         self.close()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time of each record (a
+    notebook's captured stderr, a test's), never to a stream closed since it was made."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def log_to_stderr(quiet: bool = False) -> None:
     """Send the package's log lines (``clipag_plugin.*``) to stderr as ``clipag: message``, once.
 
@@ -79,7 +92,7 @@ def log_to_stderr(quiet: bool = False) -> None:
     root = logging.getLogger("clipag_plugin")
     for handler in [h for h in root.handlers if getattr(h, "_clipag_cli", False)]:
         root.removeHandler(handler)  # one handler, on the current stderr
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("clipag: %(message)s"))
     handler._clipag_cli = True  # type: ignore[attr-defined]
     root.addHandler(handler)
