@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _notebook_options(args: argparse.Namespace, rest: list[str]) -> list[str]:
     """Take --cells/--workdir/--list-cells/--set from after a notebook's path; the rest is its argv."""
-    parser = argparse.ArgumentParser(prog="clipag run ... NOTEBOOK", add_help=False)
+    parser = argparse.ArgumentParser(prog="clipag run ... NOTEBOOK", add_help=False, allow_abbrev=False)
     _add_notebook_options(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     found, argv = parser.parse_known_args(rest)

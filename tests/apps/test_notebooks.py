@@ -27,13 +27,6 @@ DRAWING_CELLS = "Imports and Notebook Utilities,Load CLIP,Curve Optimizer"
 
 
 @pytest.fixture
-def offline(offline_hub, monkeypatch, tiny_model_dir):
-    """Offline, nothing cached: every CLIP name falls back (to a tiny model standing in for mini)."""
-    monkeypatch.setenv("CLIPAG_OFFLINE", "1")
-    return str(tiny_model_dir)
-
-
-@pytest.fixture
 def notices(caplog):
     caplog.set_level(logging.INFO, logger="clipag_plugin.adapters")
     return caplog
@@ -260,6 +253,23 @@ def test_google_colab_is_stood_in_for(offline, tmp_path, notices):
     assert "google.colab" not in sys.modules
 
 
+@pytest.mark.parametrize("tricks, per_step", [("off", 1), ("on", 8)])
+def test_a_vqgan_notebook_gets_the_cutout_switches_and_argparse_overrides(offline, tiny_vqgan_files, tmp_path,
+                                                                           tricks, per_step):
+    """generate.py's code split into two cells, its argparse `args` shortened by --set."""
+    lines = (Path(__file__).with_name("scripts") / "vqgan_generate.py").read_text().splitlines(True)
+    split = next(i for i, line in enumerate(lines) if line.startswith("from PIL import Image"))
+    notebook = _notebook_file(tmp_path, "".join(lines[:split]), "".join(lines[split:]))
+    config, checkpoint = tiny_vqgan_files
+    out = tmp_path / "out.png"
+    report = run("vqgan-clip", notebook, ["-i", "5", "-cuts", "8", "-conf", str(config), "-ckpt", str(checkpoint),
+                                          "-o", str(out)], fallback=offline, tricks=tricks,
+                 overrides=["args.max_iterations=2"], workdir=tmp_path / "w")
+    assert Image.open(out).size == (64, 64)
+    assert report.encoder_calls == 2 and report.encoder_images == 2 * per_step
+    assert report.hooks_fired["args.max_iterations"] == 1
+
+
 # --- the install notice ---------------------------------------------------------------------------
 
 
@@ -344,3 +354,11 @@ def test_the_readme_badge_opens_the_quickstart_notebook():
     badge = re.search(r"\(https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/([^)]+)\)",
                       (root / "README.md").read_text())
     assert badge and (root / badge.group(1)).is_file() and badge.group(1) == "notebooks/quickstart.ipynb"
+
+
+def test_arguments_after_the_notebook_reach_it_unless_they_are_clipags(offline, tmp_path, capsys):
+    notebook = _notebook_file(tmp_path, "import sys\nprint('ARGV', sys.argv[1:])", "print('second cell')")
+    rc = clipag_main(["run", "clipdraw", "--fallback", offline, "--", str(notebook), "--cut", "3", "--cells", "1",
+                      "--workdir", str(tmp_path / "w")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ARGV ['--cut', '3']" in out and "second cell" not in out

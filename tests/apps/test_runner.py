@@ -19,13 +19,6 @@ from clipag_plugin.cli import main as clipag_main
 SCRIPTS = Path(__file__).with_name("scripts")
 
 
-@pytest.fixture
-def offline(offline_hub, monkeypatch, tiny_model_dir):
-    """Offline, nothing cached: every CLIP name falls back (to a tiny model standing in for mini)."""
-    monkeypatch.setenv("CLIPAG_OFFLINE", "1")
-    return str(tiny_model_dir)
-
-
 # --- the rebinding pass ------------------------------------------------------------------------
 
 
@@ -92,20 +85,6 @@ def test_clipdraw_notebook_runs_with_one_image_per_step(offline, tmp_path, caplo
 def test_clipdraw_notebook_with_tricks_on_shows_four_copies(offline, tmp_path):
     report = run("clipdraw", SCRIPTS / "clipdraw_notebook.py", [str(tmp_path)], fallback=offline, tricks="on")
     assert report.encoder_images == 12 and report.encoder_calls == 3
-
-
-@pytest.fixture
-def tiny_vqgan_files(tmp_path):
-    pytest.importorskip("taming")
-    from clipag_plugin.vqgan import random_vqgan
-    from tests.vqgan.conftest import TAMING_YAML, lightning_checkpoint
-
-    config = tmp_path / "tiny.yaml"
-    # the real configs name no checkpoint inside; the training loss is the real (downloading) one
-    config.write_text(TAMING_YAML.replace("    ckpt_path: /nonexistent/should-never-be-read.ckpt\n", ""))
-    checkpoint = tmp_path / "last.ckpt"
-    torch.save(lightning_checkpoint(random_vqgan(seed=0)), checkpoint)
-    return config, checkpoint
 
 
 @pytest.mark.parametrize("tricks, per_step", [("off", 1), ("on", 8)])
