@@ -11,7 +11,8 @@ but not inside functions or classes) that binds one of the hooked names, it inse
 
 so the hook sees every value the script gives the name and returns the one to use. Line numbers
 and the file name stay the script's own, so tracebacks point at the user's code. The same pass is
-registered with IPython for notebooks (:func:`install_cell_hooks`).
+registered with IPython for a running notebook (:func:`install_cell_hooks`), and applied cell by
+cell when ``clipag run`` runs a notebook file (:mod:`clipag_plugin.adapters._notebook`).
 
 The script runs as ``python script.py`` runs it: in a fresh ``__main__`` module that is
 ``sys.modules["__main__"]`` while it runs (so its classes pickle, for ``torch.save`` and spawned
@@ -242,7 +243,7 @@ def running_as_main(module: types.ModuleType, argv: Sequence[str], folders: Sequ
     Args:
         module: the program's namespace module.
         argv: the program's ``sys.argv`` (its own name first).
-        folders: put first on ``sys.path`` (``""`` stands for the working folder, as in IPython).
+        folders: put first on ``sys.path``.
     """
     saved_argv, saved_path, saved_main = sys.argv[:], sys.path[:], sys.modules.get("__main__")
     before = set(sys.modules)
