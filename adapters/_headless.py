@@ -321,9 +321,11 @@ class HeadlessShell:
     system_raw = system_piped = system
 
     def getoutput(self, cmd: str, split: bool = True, depth: int = 0) -> list:
-        """``x = !cmd``: not run; ``x`` becomes an empty list."""
+        """``x = !cmd``: not run; ``x`` becomes an empty ``SList`` (IPython's list of output lines)."""
+        from IPython.utils.text import SList
+
         self.system(cmd)
-        return []
+        return SList()
 
     # -- magics --
 
