@@ -16,7 +16,7 @@ FigureManager = FigureManagerBase
 
 def show(*args, **kwargs) -> None:
     """Save every open figure as the next display file, then close them."""
-    from ._headless import current_sink
+    from ._display import current_sink
 
     sink = current_sink()
     for manager in Gcf.get_all_fig_managers():

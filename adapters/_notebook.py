@@ -4,9 +4,9 @@ The cells run in order in one ``__main__`` namespace, as a kernel would run them
 from IPython syntax by IPython's own ``TransformerManager`` and compiled with the same rebinding
 pass as scripts (:mod:`clipag_plugin.adapters._script`), so the app's hooks reach names a cell sets
 (``NUM_AUGS`` inside the loop, a hard-coded ``device``). What a kernel or Colab would provide comes
-from :mod:`clipag_plugin.adapters._headless`: ``get_ipython()``, ``display``, ``google.colab``,
-Colab's ``/content`` (the working folder: string literals naming it are mapped when a cell is
-compiled) and inline figures.
+from :mod:`clipag_plugin.adapters._headless` (``get_ipython()``, ``google.colab``, Colab's
+``/content``: the working folder, string literals naming it are mapped when a cell is compiled) and
+:mod:`clipag_plugin.adapters._display` (``display``, inline figures, saved as numbered files).
 
 Before the first cell one notice lists the shell lines of the chosen cells (not run) and the
 packages the notebook installs anywhere, with those missing here. Cells are named by number (code
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
-from ._headless import CONTENT, DisplaySink, HeadlessShell, colab_stub, content_path, inline_figures
+from ._display import DisplaySink, inline_figures
+from ._headless import CONTENT, HeadlessShell, colab_stub, content_path
 from ._patch import Patcher
 from ._script import Rebinder, main_module, running_as_main
 
