@@ -6,6 +6,7 @@ NUM_AUGS inside the loop). The smaller notebooks here are built per test with nb
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -66,8 +67,10 @@ def test_clipdraw_notebook_draws_with_one_image_per_step(offline, tmp_path, noti
     text = notices.text
     assert 'cell 2 "Imports and Notebook Utilities": !nvidia-smi -L' in text
     assert "!pip install svgwrite" not in text  # the install cell did not run
-    assert "not installed here: svgwrite, clipag-test-not-a-real-package" in text or \
-        "not installed here: clipag-test-not-a-real-package" in text
+    missing = [name for name in ("svgwrite", "tqdm", "clipag-test-not-a-real-package")
+               if importlib.util.find_spec(name.replace("-", "_")) is None]
+    assert "tqdm" not in missing and f"not installed here: {', '.join(missing)} (pip install" in text
+    assert "installs svgwrite, tqdm, clipag-test-not-a-real-package, CLIP and clones diffvg" in text
     assert "provided by clipag: CLIP" in text and "diffvg (import pydiffvg" in text
     assert "%tensorflow_version 2.x: a Colab-only magic, skipped" in text
     assert "%cd /content/diffvg/apps/: no folder" in text
