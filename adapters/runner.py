@@ -57,7 +57,7 @@ class ProgramNeedsCudaError(RunError):
 
 
 class NotebookCellError(RunError):
-    """A notebook cell raised. ``cell`` is the :class:`~clipag_plugin.adapters._notebook.NotebookCell`,
+    """A notebook cell raised. ``cell`` is the :class:`~clipag_plugin.adapters._cells.NotebookCell`,
     ``line`` its line, ``user_traceback`` the traceback from the cell's code down; the error the cell
     raised is the ``__cause__``."""
 
@@ -318,16 +318,16 @@ def _spec_without(cells: Sequence[Any], skipped: Any) -> str:
 
 def _prepare_notebook(script: Path, cells: Optional[str]) -> tuple[list, list]:
     """``(every code cell, the chosen ones)``, bad input as :class:`RunInputError`."""
-    from . import _notebook
+    from . import _cells
 
     try:
-        every = _notebook.read_cells(script)
+        every = _cells.read_cells(script)
     except ImportError as err:
         raise RunInputError(str(err)) from None
     except Exception as err:  # noqa: BLE001 - nbformat's errors for files that are not notebooks
         raise RunInputError(f"{str(script)!r} is not a readable notebook ({type(err).__name__}: {err})") from None
     try:
-        chosen = _notebook.select_cells(every, cells)
+        chosen = _cells.select_cells(every, cells)
     except ValueError as err:
         raise RunInputError(str(err)) from None
     if not chosen:
@@ -393,9 +393,9 @@ def run(app: str, script: str | Path, argv: Sequence[str] = (), *, model: Option
     report = RunReport(app, str(script), tricks, overrides=overrides)
     logger.info("%s", tricks_description(app, tricks))
     if notebook:
-        from . import _notebook
+        from ._installs import install_notice
 
-        notice = _notebook.install_notice(every, chosen)
+        notice = install_notice(every, chosen)
         if notice:
             logger.warning("%s", notice)
     patcher, app_hooks = _plan(app, tricks, model, device, fallback)
@@ -447,11 +447,12 @@ def _run_notebook(app: str, report: RunReport, script: Path, every: list, chosen
     """Run the chosen cells; ``(namespace, the cells' translated source)``; a failing cell becomes
     :class:`NotebookCellError` (or :class:`ProgramNeedsCudaError`)."""
     from . import _notebook
+    from ._cells import translate
 
     folder = Path(workdir) if workdir is not None else _notebook.default_workdir(script)
     report.workdir = str(folder)
     report.cells = [cell.label for cell in chosen]
-    source = "\n".join(_notebook.translate(cell.source) for cell in chosen)
+    source = "\n".join(translate(cell.source) for cell in chosen)
     try:
         result = _notebook.run_notebook(script, chosen, argv, hooks, workdir=folder, fired=fired)
     except _notebook.CellFailure as failure:

@@ -115,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _list_cells(path: str) -> int:
-    from clipag_plugin.adapters._notebook import cell_table, read_cells
+    from clipag_plugin.adapters._cells import cell_table, read_cells
     from clipag_plugin.adapters.runner import RunInputError
 
     if not path.lower().endswith(".ipynb"):

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("IPython")
 nbformat = pytest.importorskip("nbformat")
 
-from clipag_plugin.adapters import _notebook  # noqa: E402
+from clipag_plugin.adapters import _cells, _installs  # noqa: E402
 from clipag_plugin.adapters.runner import NotebookCellError, RunInputError, parse_overrides, run  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -113,10 +113,10 @@ def test_list_cells_names_numbers_and_titles(capsys):
 
 
 def test_cells_by_number_range_and_title():
-    cells = _notebook.read_cells(NOTEBOOK)
+    cells = _cells.read_cells(NOTEBOOK)
     assert [c.title for c in cells] == ["Pre Installation", "Imports and Notebook Utilities", "Load CLIP",
                                         "Curve Optimizer", "Video Renderer"]
-    pick = _notebook.select_cells
+    pick = _cells.select_cells
     assert [c.number for c in pick(cells, "4, 2-3")] == [2, 3, 4]  # notebook order
     assert [c.number for c in pick(cells, "load clip,5")] == [3, 5]
     assert [c.number for c in pick(cells, None)] == [1, 2, 3, 4, 5]
@@ -146,7 +146,7 @@ def test_missing_ipython_names_the_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "IPython" else real(name, *a))
     with pytest.raises(ImportError, match=r"clipag-plugin\[notebook\]"):
-        _notebook.read_cells(NOTEBOOK)
+        _cells.read_cells(NOTEBOOK)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_a_vqgan_notebook_gets_the_cutout_switches_and_argparse_overrides(offlin
 
 
 def test_what_a_shell_line_installs():
-    installed_by = _notebook.installed_by
+    installed_by = _installs.installed_by
     assert installed_by("pip install -q torch==1.7.1{suffix} -f https://x/y.html ftfy regex") == (
         ["torch", "ftfy", "regex"], [])
     assert installed_by("python -m pip install git+https://github.com/openai/CLIP.git --no-deps") == (["CLIP"], [])
